@@ -1,0 +1,48 @@
+# medviewer: `make demo` and `make test` are the quick start; both create .venv when missing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export QT_QPA_PLATFORM ?= offscreen
+
+.PHONY: demo test bench lint debian-tools clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Stamps re-run pip only when pyproject.toml changes.
+$(VENV)/.demo-installed: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[demo]'
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[dev,demo]'
+	touch $@
+
+demo: $(VENV)/.demo-installed
+	$(VENV)/bin/medviewer demo --out demo-output
+
+# dcmtk (dcmj2pnm) and dicom3tools (dciodvfy) check our output; tests needing them skip without.
+debian-tools:
+	@if command -v dcmj2pnm >/dev/null && command -v dciodvfy >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing dcmtk and dicom3tools"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk dicom3tools >/dev/null) \
+		|| echo "note: could not install dcmtk/dicom3tools; the tests that need them will skip"; \
+	else echo "note: dcmtk/dicom3tools missing and not root; the tests that need them will skip"; fi
+
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check medviewer tests bench
+	$(VENV)/bin/lint-imports
+
+# pytest exits 5 when it collected nothing: that is a failure, not a pass.
+test: $(VENV)/.dev-installed debian-tools lint
+	$(PY) -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+bench: $(VENV)/.dev-installed
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

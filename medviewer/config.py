@@ -1,0 +1,43 @@
+"""Settings and paths, without Qt. Environment variables override the defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from medviewer.imaging.cache import DEFAULT_CACHE_BYTES
+
+APP_NAME = "medviewer"
+
+
+def default_workspace() -> Path:
+    """MEDVIEWER_WORKSPACE, else the user data folder (platformdirs)."""
+    env = os.environ.get("MEDVIEWER_WORKSPACE")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir(APP_NAME)) / "workspace"
+
+
+def cache_bytes() -> int:
+    """Pixel cache cap: MEDVIEWER_CACHE_MB, else 1 GiB."""
+    env = os.environ.get("MEDVIEWER_CACHE_MB")
+    if not env:
+        return DEFAULT_CACHE_BYTES
+    try:
+        mb = int(env)
+    except ValueError:
+        raise ValueError(f"MEDVIEWER_CACHE_MB must be a whole number of megabytes, not {env!r}") from None
+    return max(mb, 0) << 20
+
+
+@dataclass(frozen=True)
+class Settings:
+    workspace: Path
+    cache_bytes: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(workspace=default_workspace(), cache_bytes=cache_bytes())

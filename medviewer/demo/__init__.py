@@ -1,0 +1,1 @@
+"""The demo: real sample studies shipped in PyPI packages, shown as medviewer sees them."""

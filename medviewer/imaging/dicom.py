@@ -1,0 +1,305 @@
+"""DICOM headers (indexing without decoding pixels) and pixel decoding, one frame or all."""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from medviewer.imaging.errors import ImageLoadError, NotAnImage, UnreadableFile
+from medviewer.imaging.records import Instance
+
+NOT_MEDICAL = "not a DICOM or image file"
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+# Objects that carry PixelData but are not images a clinician reviews here.
+NON_IMAGE_MODALITIES = {"SEG": "a DICOM SEG (segmentation), not an image"}
+# Explicit-VR element VRs whose length field is 4 bytes after 2 reserved bytes.
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT"}
+
+
+def _quiet_read(path: Path, **kwargs: Any) -> Dataset:
+    # pydicom warns about every odd value; we report what matters as a reason instead.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(path, **kwargs)
+
+
+def read_dataset_header(path: Path) -> tuple[Dataset, int | None]:
+    """The dataset without pixel data, and the file offset where the PixelData element starts."""
+    try:
+        with open(path, "rb") as fp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            offset = fp.tell()
+            tag = fp.read(4)
+            # stop_before_pixels halts at (7FE0,0010) in either byte order.
+            return ds, offset if tag in (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10") else None
+    except InvalidDicomError:
+        return _read_without_meta(path), None
+    except (OSError, EOFError, ValueError, struct.error, KeyError, TypeError) as e:
+        raise UnreadableFile(path, f"DICOM header unreadable: {e}") from e
+
+
+def _read_without_meta(path: Path) -> Dataset:
+    """Files written without the 128-byte preamble and file meta: accept them if they look like images."""
+    try:
+        ds = _quiet_read(path, force=True, stop_before_pixels=True)
+    except Exception as e:  # noqa: BLE001 - any failure here means "not DICOM"
+        raise UnreadableFile(path, NOT_MEDICAL) from e
+    if not ("SOPClassUID" in ds or ("Rows" in ds and "Columns" in ds)):
+        raise UnreadableFile(path, NOT_MEDICAL)
+    if "TransferSyntaxUID" not in ds.file_meta:
+        # Without file meta, DICOM's default transfer syntax applies.
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    return ds
+
+
+def is_dicomdir(ds: Dataset) -> bool:
+    return ds.file_meta.get("MediaStorageSOPClassUID", "") == DICOMDIR_SOP_CLASS or (
+        "DirectoryRecordSequence" in ds
+    )
+
+
+def dicomdir_files(path: Path) -> list[Path]:
+    """The files a DICOMDIR references, resolved against its folder."""
+    ds = _quiet_read(path)
+    root = path.parent
+    files = []
+    for record in ds.DirectoryRecordSequence:
+        ref = record.get("ReferencedFileID")
+        if ref:
+            parts = [ref] if isinstance(ref, str) else list(ref)
+            files.append(root.joinpath(*parts))
+    return files
+
+
+def _int(ds: Dataset, keyword: str, path: Path, default: int | None = None) -> int | None:
+    if keyword not in ds or ds[keyword].value in (None, ""):
+        return default
+    raw = ds[keyword].value
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        tag = ds[keyword].tag
+        raise UnreadableFile(
+            path, f"invalid {ds[keyword].name} ({tag.group:04X},{tag.element:04X}): {raw!r}"
+        ) from None
+
+
+def _floats(value: Any, n: int) -> tuple[float, ...] | None:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n else None
+
+
+def _functional(ds: Dataset, sequence: str, attribute: str) -> Any:
+    """An attribute from the top level, else from the shared, else the first per-frame group."""
+    if attribute in ds:
+        return ds[attribute].value
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for group in ds.get(groups, [])[:1]:
+            for item in group.get(sequence, [])[:1]:
+                if attribute in item:
+                    return item[attribute].value
+    return None
+
+
+def _require(ds: Dataset, keyword: str, tag: str, path: Path) -> int:
+    value = _int(ds, keyword, path)
+    if value is None:
+        name = pydicom.datadict.dictionary_description(pydicom.datadict.tag_for_keyword(keyword))
+        raise UnreadableFile(path, f"pixel data without {name} ({tag})")
+    return value
+
+
+def _optional_int(ds: Dataset, keyword: str) -> int | None:
+    """Numbers used only for ordering and display: an invalid one is ignored, not fatal."""
+    try:
+        return int(ds[keyword].value) if ds.get(keyword) not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def describe(path: Path) -> Instance:
+    """Index one DICOM file from its header alone; raise UnreadableFile/NotAnImage with a reason."""
+    with warnings.catch_warnings():
+        # Values are converted lazily, so pydicom's warnings about odd ones come from here.
+        warnings.simplefilter("ignore")
+        return _describe(path)
+
+
+def _describe(path: Path) -> Instance:
+    ds, pixel_offset = read_dataset_header(path)
+    if is_dicomdir(ds):
+        raise NotAnImage(path, "a DICOMDIR (an index of other files)")
+    sop_class = UID(str(ds.get("SOPClassUID", "")))
+    if pixel_offset is None:
+        kind = sop_class.name if sop_class else "unknown object"
+        raise NotAnImage(path, f"no pixel data ({kind})")
+    modality = str(ds.get("Modality", ""))
+    if modality in NON_IMAGE_MODALITIES:
+        raise NotAnImage(path, NON_IMAGE_MODALITIES[modality])
+    ts = ds.file_meta.get("TransferSyntaxUID")
+    if not ts:
+        raise UnreadableFile(path, "file meta has no Transfer Syntax UID (0002,0010)")
+    ts = UID(str(ts))
+    rows = _require(ds, "Rows", "0028,0010", path)
+    columns = _require(ds, "Columns", "0028,0011", path)
+    bits = _require(ds, "BitsAllocated", "0028,0100", path)
+    frames = _int(ds, "NumberOfFrames", path, 1) or 1
+    samples = _int(ds, "SamplesPerPixel", path, 1) or 1
+    _check_decoder(ts, path)
+
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    raw_dtype = None
+    offset = None
+    if not ts.is_compressed:
+        offset, length = _native_element(path, pixel_offset, ts)
+        # YBR_FULL_422 stores two samples per pixel in native syntaxes (PS3.5 8.2.1).
+        per_pixel = 2 if photometric == "YBR_FULL_422" else samples
+        expected = rows * columns * frames * per_pixel * bits // 8
+        available = min(length, os.path.getsize(path) - offset)
+        if available < expected:
+            raise UnreadableFile(path, f"pixel data truncated: {available} of {expected} bytes")
+        interleaved = samples == 1 or (
+            photometric == "RGB" and _optional_int(ds, "PlanarConfiguration") in (None, 0)
+        )
+        if ts.is_little_endian and bits in (8, 16, 32) and interleaved:
+            signed = _int(ds, "PixelRepresentation", path, 0) == 1
+            raw_dtype = f"<{'i' if signed else 'u'}{bits // 8}"
+
+    spacing = _floats(_functional(ds, "PixelMeasuresSequence", "PixelSpacing"), 2)
+    if spacing is None and "ImagerPixelSpacing" in ds:
+        spacing = _floats(ds.ImagerPixelSpacing, 2)
+    return Instance(
+        path=path,
+        kind="dicom",
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "")) or str(path),
+        series_uid=str(ds.get("SeriesInstanceUID", "")) or f"no-series:{path.parent}",
+        study_uid=str(ds.get("StudyInstanceUID", "")) or f"no-study:{path.parent}",
+        patient_id=str(ds.get("PatientID", "")),
+        patient_name=str(ds.get("PatientName", "")),
+        rows=rows,
+        columns=columns,
+        frames=frames,
+        samples_per_pixel=samples,
+        photometric=photometric,
+        bits_allocated=bits,
+        modality=modality,
+        study_description=str(ds.get("StudyDescription", "")),
+        study_date=str(ds.get("StudyDate", "")),
+        series_description=str(ds.get("SeriesDescription", "")),
+        series_number=_optional_int(ds, "SeriesNumber"),
+        instance_number=_optional_int(ds, "InstanceNumber"),
+        transfer_syntax=str(ts),
+        transfer_syntax_name=ts.name,
+        pixel_spacing=spacing,  # type: ignore[arg-type]
+        position=_floats(_functional(ds, "PlanePositionSequence", "ImagePositionPatient"), 3),  # type: ignore[arg-type]
+        orientation=_floats(
+            _functional(ds, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
+        ),
+        pixel_offset=offset if raw_dtype else None,
+        raw_dtype=raw_dtype,
+    )
+
+
+def _check_decoder(ts: UID, path: Path) -> None:
+    if not ts.is_compressed:
+        return
+    try:
+        decoder = pydicom.pixels.get_decoder(ts)
+    except NotImplementedError:
+        raise UnreadableFile(path, f"unsupported transfer syntax: {ts.name} ({ts})") from None
+    if not decoder.is_available:
+        family = _FAMILIES.get(ts.keyword.split("Lossless")[0], ts.name)
+        raise UnreadableFile(path, f"no decoder installed for {family} ({ts.name})")
+
+
+_FAMILIES = {
+    "JPEG2000": "JPEG 2000",
+    "JPEGLS": "JPEG-LS",
+    "JPEGBaseline8Bit": "JPEG",
+    "JPEGExtended12Bit": "JPEG",
+    "JPEG": "JPEG",
+    "RLE": "RLE",
+    "HTJ2K": "High-Throughput JPEG 2000",
+    "JPEGXL": "JPEG XL",
+}
+
+
+def _native_element(path: Path, offset: int, ts: UID) -> tuple[int, int]:
+    """(value offset, value length) of a native PixelData element whose tag starts at offset."""
+    with open(path, "rb") as fp:
+        fp.seek(offset)
+        head = fp.read(12)
+    endian = "<" if ts.is_little_endian else ">"
+    if len(head) < 8:
+        raise UnreadableFile(path, "pixel data truncated: 0 bytes present")
+    if ts.is_implicit_VR:
+        return offset + 8, struct.unpack(endian + "I", head[4:8])[0]
+    if head[4:6] in _LONG_VRS:
+        return offset + 12, struct.unpack(endian + "I", head[8:12])[0]
+    return offset + 8, struct.unpack(endian + "H", head[6:8])[0]
+
+
+def read_frames(instance: Instance) -> np.ndarray:
+    """All frames of a DICOM instance, shape (frames, rows, columns[, samples]).
+
+    Greyscale stays in stored values; YBR is converted to RGB and palette colour is applied, so
+    colour images come back as RGB.
+    """
+    if instance.raw_dtype is not None:
+        return read_native(instance)
+    path = instance.path
+    try:
+        ds = _quiet_read(path, force=True)
+        if "TransferSyntaxUID" not in ds.file_meta:
+            ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr = ds.pixel_array
+            if instance.photometric == "PALETTE COLOR":
+                arr = pydicom.pixels.apply_color_lut(arr, ds)
+    except Exception as e:  # noqa: BLE001 - decoders raise anything; the user needs one reason
+        raise ImageLoadError(path, _decode_reason(e, instance.transfer_syntax_name)) from e
+    if instance.frames == 1:
+        arr = arr[np.newaxis]
+    return arr
+
+
+def read_native(instance: Instance) -> np.ndarray:
+    """Fast path: native little-endian pixels straight from the file, no dataset parse."""
+    assert instance.raw_dtype is not None and instance.pixel_offset is not None
+    count = instance.frames * instance.rows * instance.columns * instance.samples_per_pixel
+    try:
+        arr = np.fromfile(instance.path, dtype=instance.raw_dtype, count=count, offset=instance.pixel_offset)
+    except OSError as e:
+        raise ImageLoadError(instance.path, f"cannot read pixel data: {e.strerror or e}") from e
+    if arr.size < count:
+        got = arr.size * arr.itemsize
+        raise ImageLoadError(instance.path, f"pixel data truncated: {got} of {count * arr.itemsize} bytes")
+    shape = (instance.frames, instance.rows, instance.columns)
+    if instance.samples_per_pixel > 1:
+        shape = (*shape, instance.samples_per_pixel)  # interleaved RGB only (see describe)
+    return arr.reshape(shape).astype(arr.dtype.newbyteorder("="), copy=False)
+
+
+def _decode_reason(e: Exception, syntax: str) -> str:
+    text = str(e)
+    if "less than expected" in text:
+        return "pixel data truncated: " + text.split("(")[1].split(")")[0].replace(" vs ", " of ")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if len(lines) > 1 and "all available plugins" in lines[0]:
+        # One line per plugin; the first names the real decoder (pylibjpeg), pillow's is noise.
+        return f"{syntax} pixel data could not be decoded: {lines[1]}"
+    return f"{syntax} pixel data could not be decoded: {text}"

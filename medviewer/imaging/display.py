@@ -1,0 +1,204 @@
+"""Stored values -> what a clinician sees: modality LUT, VOI window or LUT, MONOCHROME1.
+
+`render` is the one function the viewer and every export use to turn an image into 8-bit grey
+or RGB, so what is exported is what was reviewed.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+
+@dataclass(frozen=True)
+class Window:
+    """A VOI window in modality units (Hounsfield units for CT)."""
+
+    center: float
+    width: float
+    name: str = ""
+
+    @property
+    def low(self) -> float:
+        return self.center - self.width / 2
+
+    @property
+    def high(self) -> float:
+        return self.center + self.width / 2
+
+
+PRESETS: dict[str, Window] = {
+    "lung": Window(-600, 1500, "lung"),
+    "mediastinum": Window(50, 350, "mediastinum"),
+    "bone": Window(400, 1800, "bone"),
+    "brain": Window(40, 80, "brain"),
+    "abdomen": Window(40, 400, "abdomen"),
+}
+
+
+@dataclass
+class DisplayInfo:
+    """How to display one frame, read from its header."""
+
+    photometric: str = "MONOCHROME2"
+    slope: float = 1.0
+    intercept: float = 0.0
+    windows: tuple[Window, ...] = ()
+    voi_function: str = "LINEAR"
+    # LUT sequences are kept as small datasets and applied by pydicom, which knows their quirks.
+    modality_lut: Dataset | None = None
+    voi_lut: Dataset | None = None
+
+
+@dataclass
+class Image:
+    """One frame ready for display: stored pixel values plus how to show them."""
+
+    pixels: np.ndarray  # (rows, columns) stored values, or (rows, columns, 3) RGB
+    info: DisplayInfo = field(default_factory=DisplayInfo)
+    pixel_spacing: tuple[float, float] | None = None
+    source: str = ""
+
+    @property
+    def is_colour(self) -> bool:
+        return self.pixels.ndim == 3
+
+
+def _first(value: object) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        return float(value[0]) if len(value) else None
+    return float(value)  # type: ignore[arg-type]
+
+
+def _frame_group(ds: Dataset, frame: int, sequence: str) -> Dataset | None:
+    """The functional group item for a frame of an enhanced multi-frame object, if any."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and frame < len(per_frame) and sequence in per_frame[frame]:
+        return per_frame[frame][sequence][0]
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared and sequence in shared[0]:
+        return shared[0][sequence][0]
+    return None
+
+
+def info_from_dataset(ds: Dataset, frame: int = 0) -> DisplayInfo:
+    """Display parameters of one frame, from top-level or functional-group attributes."""
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    if photometric.startswith(("YBR", "PALETTE")):
+        photometric = "RGB"  # decoding converts these to RGB
+    rescale = _frame_group(ds, frame, "PixelValueTransformationSequence") or ds
+    voi = _frame_group(ds, frame, "FrameVOILUTSequence") or ds
+    info = DisplayInfo(photometric=photometric)
+    try:
+        info.slope = _first(rescale.get("RescaleSlope")) or 1.0
+        info.intercept = _first(rescale.get("RescaleIntercept")) or 0.0
+    except (TypeError, ValueError):
+        pass  # a garbled rescale is shown as stored values rather than not at all
+    if "ModalityLUTSequence" in ds and "RescaleSlope" not in rescale:
+        info.modality_lut = Dataset()
+        info.modality_lut.ModalityLUTSequence = ds.ModalityLUTSequence
+    if "VOILUTSequence" in ds:
+        info.voi_lut = Dataset()
+        info.voi_lut.VOILUTSequence = ds.VOILUTSequence
+        info.voi_lut.PhotometricInterpretation = photometric
+    centers, widths = voi.get("WindowCenter"), voi.get("WindowWidth")
+    if centers is not None and widths is not None:
+        cs = list(centers) if isinstance(centers, pydicom.multival.MultiValue) else [centers]
+        ws = list(widths) if isinstance(widths, pydicom.multival.MultiValue) else [widths]
+        names = voi.get("WindowCenterWidthExplanation") or []
+        names = [names] if isinstance(names, str) else list(names)
+        info.windows = tuple(
+            Window(float(c), float(w), names[i] if i < len(names) else "header")
+            for i, (c, w) in enumerate(zip(cs, ws))
+            if float(w) >= 1
+        )
+    info.voi_function = str(voi.get("VOILUTFunction", "LINEAR")).upper() or "LINEAR"
+    return info
+
+
+def modality_values(image: Image) -> np.ndarray:
+    """Stored values through the modality LUT (rescale or LUT sequence) as float32."""
+    px = image.pixels
+    if image.info.modality_lut is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pydicom.pixels.apply_modality_lut(px, image.info.modality_lut).astype(np.float32)
+    out = px.astype(np.float32)
+    if image.info.slope != 1.0 or image.info.intercept != 0.0:
+        out = out * np.float32(image.info.slope) + np.float32(image.info.intercept)
+    return out
+
+
+def auto_window(values: np.ndarray) -> Window:
+    """A robust window from the 0.5th-99.5th percentile, for images without a header window."""
+    sample = values.ravel()[:: max(1, values.size // 262_144)]
+    lo, hi = np.percentile(sample, [0.5, 99.5])
+    if hi <= lo:
+        lo, hi = float(sample.min()), float(sample.max())
+    return Window((lo + hi) / 2, max(float(hi - lo), 1.0), "auto")
+
+
+def default_window(image: Image) -> Window:
+    """The header's first window, else a robust percentile window."""
+    if image.info.windows:
+        return image.info.windows[0]
+    return auto_window(modality_values(image))
+
+
+def apply_window(values: np.ndarray, window: Window, function: str = "LINEAR") -> np.ndarray:
+    """DICOM PS3.3 C.11.2.1.2 window functions, output 0..255 as uint8."""
+    c, w = float(window.center), float(window.width)
+    if function == "SIGMOID":
+        out = 255.0 / (1.0 + np.exp(-4.0 * (values - c) / w))
+    elif function == "LINEAR_EXACT":
+        out = ((values - c) / w + 0.5) * 255.0
+    else:
+        w = max(w, 1.0)
+        out = ((values - (c - 0.5)) / max(w - 1.0, 1e-6) + 0.5) * 255.0
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _voi_lut(image: Image, values: np.ndarray) -> np.ndarray:
+    assert image.info.voi_lut is not None
+    item = image.info.voi_lut.VOILUTSequence[0]
+    bits = int(item.LUTDescriptor[2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = pydicom.pixels.apply_voi(values, image.info.voi_lut, index=0)
+    top = float((1 << bits) - 1) if bits else float(np.max(out)) or 1.0
+    return np.clip(np.rint(out.astype(np.float64) * 255.0 / top), 0, 255).astype(np.uint8)
+
+
+def _colour_to_uint8(px: np.ndarray) -> np.ndarray:
+    if px.dtype == np.uint8:
+        return px
+    top = float(np.iinfo(px.dtype).max) if px.dtype.kind in "ui" else float(px.max() or 1)
+    return np.clip(px.astype(np.float32) * (255.0 / top), 0, 255).astype(np.uint8)
+
+
+def render(image: Image, window: Window | None = None) -> np.ndarray:
+    """The image as the viewer shows it: uint8 (rows, columns) grey or (rows, columns, 3) RGB.
+
+    Greyscale order: modality LUT; then the given window, else the header's VOI LUT, else its
+    first window, else a percentile window; MONOCHROME1 is inverted last.
+    """
+    if image.is_colour:
+        return _colour_to_uint8(image.pixels)
+    values = modality_values(image)
+    if window is not None:
+        out = apply_window(values, window, image.info.voi_function)
+    elif image.info.voi_lut is not None:
+        out = _voi_lut(image, values)
+    elif image.info.windows:
+        out = apply_window(values, image.info.windows[0], image.info.voi_function)
+    else:
+        out = apply_window(values, auto_window(values))
+    if image.info.photometric == "MONOCHROME1":
+        out = 255 - out
+    return out

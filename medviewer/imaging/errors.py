@@ -1,0 +1,27 @@
+"""The errors a user can meet while reading images: each names the file and a human reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ImageLoadError(Exception):
+    """Pixels of a file (or one frame of it) could not be read or decoded."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class UnreadableFile(Exception):
+    """A file import cannot use: broken, truncated, undecodable or not a medical image at all."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class NotAnImage(UnreadableFile):
+    """A readable DICOM object that holds no image (a structured report, an RT plan, a SEG)."""

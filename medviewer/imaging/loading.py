@@ -1,0 +1,111 @@
+"""Pixels on demand: decode frames into the memory-capped cache and build display images."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from medviewer.imaging import dicom, raster
+from medviewer.imaging.cache import DEFAULT_CACHE_BYTES, PixelCache
+from medviewer.imaging.display import DisplayInfo, Image, info_from_dataset
+from medviewer.imaging.errors import ImageLoadError
+from medviewer.imaging.records import FrameRef, Instance, Series
+
+_HEADERS_KEPT = 256
+
+
+class ImageLoader:
+    """Loads frames for display, decoding each file once and keeping pixels in a PixelCache."""
+
+    def __init__(self, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.cache = PixelCache(cache_bytes)
+        self._headers: OrderedDict[str, Dataset] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def frames(self, instance: Instance) -> np.ndarray:
+        """Every frame of an instance (frames, rows, columns[, 3]), from the cache when there."""
+        return self.cache.get_or_load(("frames", str(instance.path)), lambda: read_frames(instance))
+
+    def image(self, ref: FrameRef) -> Image:
+        """One frame with its display parameters."""
+        inst = ref.instance
+        if not 0 <= ref.frame < inst.frames:
+            raise ImageLoadError(inst.path, f"frame {ref.frame + 1} asked for, the file has {inst.frames}")
+        pixels = self.frames(inst)[ref.frame]
+        info = DisplayInfo(photometric=inst.photometric)
+        if inst.kind == "dicom":
+            info = info_from_dataset(self._header(inst), ref.frame)
+        source = str(inst.path) + (f" [frame {ref.frame + 1}]" if inst.frames > 1 else "")
+        return Image(pixels=pixels, info=info, pixel_spacing=inst.pixel_spacing, source=source)
+
+    def _header(self, inst: Instance) -> Dataset:
+        key = str(inst.path)
+        with self._lock:
+            if key in self._headers:
+                self._headers.move_to_end(key)
+                return self._headers[key]
+        ds, _ = dicom.read_dataset_header(inst.path)
+        with self._lock:
+            self._headers[key] = ds
+            if len(self._headers) > _HEADERS_KEPT:
+                self._headers.popitem(last=False)
+        return ds
+
+
+def read_frames(instance: Instance) -> np.ndarray:
+    """Decode all frames of one file (DICOM or raster); raises ImageLoadError with a reason."""
+    try:
+        arr = raster.read_pixels(instance) if instance.kind == "raster" else dicom.read_frames(instance)
+    except FileNotFoundError as e:
+        raise ImageLoadError(instance.path, "file no longer exists") from e
+    except OSError as e:
+        raise ImageLoadError(instance.path, f"cannot read file: {e.strerror or e}") from e
+    expected = (instance.frames, *instance.shape)
+    if arr.shape != expected:
+        raise ImageLoadError(
+            instance.path, f"decoded pixels have shape {arr.shape}, the header says {expected}"
+        )
+    return arr
+
+
+def load_volume(series: Series | Sequence[Instance]) -> np.ndarray:
+    """All frames of a series stacked into one array (slices, rows, columns) in display order.
+
+    Native little-endian files are read straight into the output array, skipping pydicom.
+    """
+    instances = series.instances if isinstance(series, Series) else list(series)
+    if not instances:
+        raise ValueError("series has no instances")
+    first = instances[0]
+    total = sum(i.frames for i in instances)
+    shapes = {i.shape for i in instances}
+    if len(shapes) > 1:
+        raise ImageLoadError(first.path, f"series mixes image sizes {sorted(shapes)}; load slices one by one")
+    dtypes = {i.raw_dtype for i in instances}
+    if len(dtypes) == 1 and first.raw_dtype is not None:
+        out = np.empty((total, *first.shape), dtype=first.raw_dtype)
+        k = 0
+        for inst in instances:
+            _read_native_into(inst, out[k : k + inst.frames])
+            k += inst.frames
+        return out.astype(out.dtype.newbyteorder("="), copy=False)
+    parts = [read_frames(i) for i in instances]
+    return np.concatenate(parts, axis=0)
+
+
+def _read_native_into(inst: Instance, out: np.ndarray) -> None:
+    assert inst.pixel_offset is not None
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    try:
+        with open(inst.path, "rb", buffering=0) as fp:
+            fp.seek(inst.pixel_offset)
+            got = fp.readinto(view)
+    except OSError as e:
+        raise ImageLoadError(inst.path, f"cannot read pixel data: {e.strerror or e}") from e
+    if got != out.nbytes:
+        raise ImageLoadError(inst.path, f"pixel data truncated: {got} of {out.nbytes} bytes")
+

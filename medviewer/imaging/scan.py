@@ -1,0 +1,99 @@
+"""Import: turn files, folders and DICOMDIRs into a Catalog without decoding any pixels."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from medviewer.imaging import dicom, raster
+from medviewer.imaging.errors import ImageLoadError, NotAnImage, UnreadableFile
+from medviewer.imaging.loading import ImageLoader
+from medviewer.imaging.records import Catalog, Instance, Problem
+from medviewer.imaging.series import group
+
+
+def _expand(paths: Iterable[Path | str], problems: list[Problem]) -> list[Path]:
+    """Every file under the given paths, plus the files DICOMDIRs reference; each once."""
+    out: dict[Path, None] = {}
+    for p in map(Path, paths):
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if not name.startswith("."):
+                        out.setdefault(Path(root) / name)
+        elif p.is_file():
+            out.setdefault(p)
+        else:
+            problems.append(Problem(p, "no such file or folder"))
+    for f in [f for f in out if f.name.upper() == "DICOMDIR"]:
+        try:
+            for ref in dicom.dicomdir_files(f):
+                out.setdefault(ref)
+        except Exception as e:  # noqa: BLE001 - a broken index must not stop the import
+            problems.append(Problem(f, f"DICOMDIR unreadable: {e}"))
+    # Resolve so the same file reached twice (folder walk and DICOMDIR) counts once.
+    resolved: dict[Path, Path] = {}
+    for f in out:
+        resolved.setdefault(f.resolve(), f)
+    return list(resolved.values())
+
+
+def describe_file(path: Path) -> Instance:
+    """Header record of one file, DICOM or raster; raises UnreadableFile or NotAnImage."""
+    if not path.exists():
+        raise UnreadableFile(path, "no such file (it was referenced but is missing)")
+    if raster.sniff(path) is not None:
+        return raster.describe(path)
+    if path.stat().st_size == 0:
+        raise UnreadableFile(path, "empty file")
+    return dicom.describe(path)
+
+
+def scan(paths: Iterable[Path | str]) -> Catalog:
+    """Index files and folders (recursively) and DICOMDIRs. Never raises for a bad file."""
+    catalog = Catalog()
+    instances: list[Instance] = []
+    for path in _expand(paths, catalog.problems):
+        try:
+            instances.append(describe_file(path))
+        except NotAnImage as e:
+            if path.name.upper() != "DICOMDIR":
+                catalog.skipped.append(Problem(path, e.reason))
+        except UnreadableFile as e:
+            catalog.problems.append(Problem(path, e.reason))
+        except Exception as e:  # noqa: BLE001 - the report, not a traceback, is the contract
+            catalog.problems.append(Problem(path, f"unexpected error reading file: {type(e).__name__}: {e}"))
+    duplicates: list[tuple[Instance, Instance]] = []
+    catalog.patients = group(instances, duplicates)
+    for dup, first in duplicates:
+        catalog.skipped.append(Problem(dup.path, f"same SOP Instance UID as {first.path}"))
+    return catalog
+
+
+def verify(catalog: Catalog, loader: ImageLoader | None = None) -> Catalog:
+    """Decode every instance once; move those that fail into the problems with their reason.
+
+    Indexing reads headers only, so a corrupt compressed stream shows up here, not in `scan`.
+    """
+    loader = loader or ImageLoader(cache_bytes=0)
+    for se in catalog.series():
+        kept = []
+        for inst in se.instances:
+            try:
+                loader.frames(inst)
+                kept.append(inst)
+            except ImageLoadError as e:
+                catalog.problems.append(Problem(inst.path, e.reason))
+        se.instances = kept
+    _prune(catalog)
+    return catalog
+
+
+def _prune(catalog: Catalog) -> None:
+    for p in catalog.patients:
+        for st in p.studies:
+            st.series = [se for se in st.series if se.instances]
+        p.studies = [st for st in p.studies if st.series]
+    catalog.patients = [p for p in catalog.patients if p.studies]
