@@ -71,7 +71,9 @@ def _print_catalog(catalog: Catalog) -> None:
                     f"{first.transfer_syntax_name}, sorted by {se.sorted_by}"
                 )
     n = len(catalog.instances())
-    print(f"{n} readable file(s), {len(catalog.problems)} unreadable, {len(catalog.skipped)} skipped")
+    print(
+        f"{n} readable file(s), {len(catalog.problems)} unreadable, {len(catalog.skipped)} skipped"
+    )
     for prob in catalog.problems:
         print(f"  unreadable: {prob.path}: {prob.reason}")
     for prob in catalog.skipped:

@@ -29,7 +29,9 @@ def cache_bytes() -> int:
     try:
         mb = int(env)
     except ValueError:
-        raise ValueError(f"MEDVIEWER_CACHE_MB must be a whole number of megabytes, not {env!r}") from None
+        raise ValueError(
+            f"MEDVIEWER_CACHE_MB must be a whole number of megabytes, not {env!r}"
+        ) from None
     return max(mb, 0) << 20
 
 

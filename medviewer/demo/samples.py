@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydicom.data import get_testdata_file
 
-# pydicom's own test files (always installed) and pydicom-data's larger real images (the demo extra).
+# pydicom's own test files (always installed); pydicom-data's larger real images (demo extra).
 PYDICOM_FILES = [
     "CT_small.dcm",
     "MR_small.dcm",

@@ -61,7 +61,7 @@ class PixelCache:
                 self._bytes -= evicted.nbytes
 
     def get_or_load(self, key: Hashable, load: Callable[[], np.ndarray]) -> np.ndarray:
-        """The cached array, else load it (outside the lock, so loads run in parallel) and keep it."""
+        """The cached array, else load it (outside the lock: loads run in parallel) and keep it."""
         arr = self.get(key)
         if arr is None:
             arr = load()

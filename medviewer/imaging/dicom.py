@@ -49,7 +49,7 @@ def read_dataset_header(path: Path) -> tuple[Dataset, int | None]:
 
 
 def _read_without_meta(path: Path) -> Dataset:
-    """Files written without the 128-byte preamble and file meta: accept them if they look like images."""
+    """A file without preamble and file meta: accept it if it looks like an image."""
     try:
         ds = _quiet_read(path, force=True, stop_before_pixels=True)
     except Exception as e:  # noqa: BLE001 - any failure here means "not DICOM"
@@ -282,12 +282,16 @@ def read_native(instance: Instance) -> np.ndarray:
     assert instance.raw_dtype is not None and instance.pixel_offset is not None
     count = instance.frames * instance.rows * instance.columns * instance.samples_per_pixel
     try:
-        arr = np.fromfile(instance.path, dtype=instance.raw_dtype, count=count, offset=instance.pixel_offset)
+        arr = np.fromfile(
+            instance.path, dtype=instance.raw_dtype, count=count, offset=instance.pixel_offset
+        )
     except OSError as e:
         raise ImageLoadError(instance.path, f"cannot read pixel data: {e.strerror or e}") from e
     if arr.size < count:
         got = arr.size * arr.itemsize
-        raise ImageLoadError(instance.path, f"pixel data truncated: {got} of {count * arr.itemsize} bytes")
+        raise ImageLoadError(
+            instance.path, f"pixel data truncated: {got} of {count * arr.itemsize} bytes"
+        )
     shape = (instance.frames, instance.rows, instance.columns)
     if instance.samples_per_pixel > 1:
         shape = (*shape, instance.samples_per_pixel)  # interleaved RGB only (see describe)

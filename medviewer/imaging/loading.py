@@ -34,7 +34,9 @@ class ImageLoader:
         """One frame with its display parameters."""
         inst = ref.instance
         if not 0 <= ref.frame < inst.frames:
-            raise ImageLoadError(inst.path, f"frame {ref.frame + 1} asked for, the file has {inst.frames}")
+            raise ImageLoadError(
+                inst.path, f"frame {ref.frame + 1} asked for, the file has {inst.frames}"
+            )
         pixels = self.frames(inst)[ref.frame]
         info = DisplayInfo(photometric=inst.photometric)
         if inst.kind == "dicom":
@@ -59,7 +61,11 @@ class ImageLoader:
 def read_frames(instance: Instance) -> np.ndarray:
     """Decode all frames of one file (DICOM or raster); raises ImageLoadError with a reason."""
     try:
-        arr = raster.read_pixels(instance) if instance.kind == "raster" else dicom.read_frames(instance)
+        arr = (
+            raster.read_pixels(instance)
+            if instance.kind == "raster"
+            else dicom.read_frames(instance)
+        )
     except FileNotFoundError as e:
         raise ImageLoadError(instance.path, "file no longer exists") from e
     except OSError as e:
@@ -84,7 +90,9 @@ def load_volume(series: Series | Sequence[Instance]) -> np.ndarray:
     total = sum(i.frames for i in instances)
     shapes = {i.shape for i in instances}
     if len(shapes) > 1:
-        raise ImageLoadError(first.path, f"series mixes image sizes {sorted(shapes)}; load slices one by one")
+        raise ImageLoadError(
+            first.path, f"series mixes image sizes {sorted(shapes)}; load slices one by one"
+        )
     dtypes = {i.raw_dtype for i in instances}
     if len(dtypes) == 1 and first.raw_dtype is not None:
         out = np.empty((total, *first.shape), dtype=first.raw_dtype)
@@ -108,4 +116,3 @@ def _read_native_into(inst: Instance, out: np.ndarray) -> None:
         raise ImageLoadError(inst.path, f"cannot read pixel data: {e.strerror or e}") from e
     if got != out.nbytes:
         raise ImageLoadError(inst.path, f"pixel data truncated: {got} of {out.nbytes} bytes")
-

@@ -85,6 +85,7 @@ def read_pixels(instance: Instance) -> np.ndarray:
     if arr.shape[:2] != (instance.rows, instance.columns):
         raise ImageLoadError(
             instance.path,
-            f"image is {arr.shape[1]}x{arr.shape[0]}, its header said {instance.columns}x{instance.rows}",
+            f"image is {arr.shape[1]}x{arr.shape[0]}, "
+            f"its header said {instance.columns}x{instance.rows}",
         )
     return arr[np.newaxis]

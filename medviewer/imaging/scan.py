@@ -64,7 +64,9 @@ def scan(paths: Iterable[Path | str]) -> Catalog:
         except UnreadableFile as e:
             catalog.problems.append(Problem(path, e.reason))
         except Exception as e:  # noqa: BLE001 - the report, not a traceback, is the contract
-            catalog.problems.append(Problem(path, f"unexpected error reading file: {type(e).__name__}: {e}"))
+            catalog.problems.append(
+                Problem(path, f"unexpected error reading file: {type(e).__name__}: {e}")
+            )
     duplicates: list[tuple[Instance, Instance]] = []
     catalog.patients = group(instances, duplicates)
     for dup, first in duplicates:

@@ -53,12 +53,16 @@ def group(
         patient = patients.setdefault(inst.patient_id, Patient(inst.patient_id, inst.patient_name))
         study = studies.get(inst.study_uid)
         if study is None:
-            study = studies[inst.study_uid] = Study(inst.study_uid, inst.study_description, inst.study_date)
+            study = studies[inst.study_uid] = Study(
+                inst.study_uid, inst.study_description, inst.study_date
+            )
             patient.studies.append(study)
         key = (inst.study_uid, inst.series_uid)
         se = series.get(key)
         if se is None:
-            se = series[key] = Series(inst.series_uid, inst.series_description, inst.modality, inst.series_number)
+            se = series[key] = Series(
+                inst.series_uid, inst.series_description, inst.modality, inst.series_number
+            )
             study.series.append(se)
         se.instances.append(inst)
     for se in series.values():
