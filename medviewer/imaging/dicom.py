@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from medviewer.imaging.errors import ImageLoadError, NotAnImage, UnreadableFile
+from medviewer.imaging.errors import ImageLoadError, NotAnImage, UnreadableFile, os_reason
 from medviewer.imaging.records import Instance
 
 NOT_MEDICAL = "not a DICOM or image file"
@@ -174,7 +174,9 @@ def _describe(path: Path) -> Instance:
         interleaved = samples == 1 or (
             photometric == "RGB" and _optional_int(ds, "PlanarConfiguration") in (None, 0)
         )
-        if ts.is_little_endian and bits in (8, 16, 32) and interleaved:
+        # Palette and YBR need pydicom's conversion; plain grey and interleaved RGB are raw.
+        plain = photometric in ("MONOCHROME1", "MONOCHROME2", "RGB")
+        if ts.is_little_endian and bits in (8, 16, 32) and interleaved and plain:
             signed = _int(ds, "PixelRepresentation", path, 0) == 1
             raw_dtype = f"<{'i' if signed else 'u'}{bits // 8}"
 
@@ -221,20 +223,19 @@ def _check_decoder(ts: UID, path: Path) -> None:
     except NotImplementedError:
         raise UnreadableFile(path, f"unsupported transfer syntax: {ts.name} ({ts})") from None
     if not decoder.is_available:
-        family = _FAMILIES.get(ts.keyword.split("Lossless")[0], ts.name)
+        family = next((name for key, name in _FAMILIES if ts.keyword.startswith(key)), ts.name)
         raise UnreadableFile(path, f"no decoder installed for {family} ({ts.name})")
 
 
-_FAMILIES = {
-    "JPEG2000": "JPEG 2000",
-    "JPEGLS": "JPEG-LS",
-    "JPEGBaseline8Bit": "JPEG",
-    "JPEGExtended12Bit": "JPEG",
-    "JPEG": "JPEG",
-    "RLE": "RLE",
-    "HTJ2K": "High-Throughput JPEG 2000",
-    "JPEGXL": "JPEG XL",
-}
+# Transfer syntax keyword prefixes, most specific first, and the name users know them by.
+_FAMILIES = [
+    ("JPEG2000", "JPEG 2000"),
+    ("HTJ2K", "High-Throughput JPEG 2000"),
+    ("JPEGLS", "JPEG-LS"),
+    ("JPEGXL", "JPEG XL"),
+    ("JPEG", "JPEG"),
+    ("RLE", "RLE"),
+]
 
 
 def _native_element(path: Path, offset: int, ts: UID) -> tuple[int, int]:
@@ -270,6 +271,8 @@ def read_frames(instance: Instance) -> np.ndarray:
             arr = ds.pixel_array
             if instance.photometric == "PALETTE COLOR":
                 arr = pydicom.pixels.apply_color_lut(arr, ds)
+    except (FileNotFoundError, PermissionError) as e:
+        raise ImageLoadError(path, os_reason(e)) from e
     except Exception as e:  # noqa: BLE001 - decoders raise anything; the user needs one reason
         raise ImageLoadError(path, _decode_reason(e, instance.transfer_syntax_name)) from e
     if instance.frames == 1:
@@ -286,7 +289,7 @@ def read_native(instance: Instance) -> np.ndarray:
             instance.path, dtype=instance.raw_dtype, count=count, offset=instance.pixel_offset
         )
     except OSError as e:
-        raise ImageLoadError(instance.path, f"cannot read pixel data: {e.strerror or e}") from e
+        raise ImageLoadError(instance.path, os_reason(e)) from e
     if arr.size < count:
         got = arr.size * arr.itemsize
         raise ImageLoadError(

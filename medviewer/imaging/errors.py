@@ -25,3 +25,12 @@ class UnreadableFile(Exception):
 
 class NotAnImage(UnreadableFile):
     """A readable DICOM object that holds no image (a structured report, an RT plan, a SEG)."""
+
+
+def os_reason(e: OSError) -> str:
+    """A human reason for a failed read of a file that import had found."""
+    if isinstance(e, FileNotFoundError):
+        return "file no longer exists"
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    return f"cannot read file: {e.strerror or e}"

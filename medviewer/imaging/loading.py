@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset
 from medviewer.imaging import dicom, raster
 from medviewer.imaging.cache import DEFAULT_CACHE_BYTES, PixelCache
 from medviewer.imaging.display import DisplayInfo, Image, info_from_dataset
-from medviewer.imaging.errors import ImageLoadError
+from medviewer.imaging.errors import ImageLoadError, os_reason
 from medviewer.imaging.records import FrameRef, Instance, Series
 
 _HEADERS_KEPT = 256
@@ -66,10 +66,8 @@ def read_frames(instance: Instance) -> np.ndarray:
             if instance.kind == "raster"
             else dicom.read_frames(instance)
         )
-    except FileNotFoundError as e:
-        raise ImageLoadError(instance.path, "file no longer exists") from e
     except OSError as e:
-        raise ImageLoadError(instance.path, f"cannot read file: {e.strerror or e}") from e
+        raise ImageLoadError(instance.path, os_reason(e)) from e
     expected = (instance.frames, *instance.shape)
     if arr.shape != expected:
         raise ImageLoadError(
@@ -113,6 +111,6 @@ def _read_native_into(inst: Instance, out: np.ndarray) -> None:
             fp.seek(inst.pixel_offset)
             got = fp.readinto(view)
     except OSError as e:
-        raise ImageLoadError(inst.path, f"cannot read pixel data: {e.strerror or e}") from e
+        raise ImageLoadError(inst.path, os_reason(e)) from e
     if got != out.nbytes:
         raise ImageLoadError(inst.path, f"pixel data truncated: {got} of {out.nbytes} bytes")

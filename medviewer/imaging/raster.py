@@ -73,7 +73,7 @@ def describe(path: Path) -> Instance:
 
 def read_pixels(instance: Instance) -> np.ndarray:
     """The image as (1, rows, columns) greyscale or (1, rows, columns, 3) RGB, bit depth kept."""
-    data = np.fromfile(instance.path, dtype=np.uint8)
+    data = np.fromfile(instance.path, dtype=np.uint8)  # OSError is mapped by the caller
     arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if arr is None:
         raise ImageLoadError(instance.path, "image could not be decoded (truncated or corrupt)")

@@ -43,9 +43,9 @@ class Instance:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """Shape of one decoded frame: (rows, columns) or (rows, columns, samples)."""
-        if self.samples_per_pixel > 1:
-            return (self.rows, self.columns, self.samples_per_pixel)
+        """Shape of one decoded frame: (rows, columns) grey or (rows, columns, 3) colour."""
+        if self.samples_per_pixel > 1 or self.photometric == "PALETTE COLOR":
+            return (self.rows, self.columns, 3)  # palette colour is decoded to RGB
         return (self.rows, self.columns)
 
 

@@ -1,0 +1,111 @@
+"""The command line: clear reports, exit codes, never a traceback for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from medviewer.cli import main
+from tests.conftest import sample_file
+
+
+def test_info_lists_series_and_unreadable(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["info", str(sample_file("CT_small.dcm")), str(sample_file("MR_truncated.dcm"))])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Series 1 CT" in out and "128x128" in out
+    assert "MR_truncated.dcm: pixel data truncated: 8130 of 8192 bytes" in out
+
+
+def test_info_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["info", "--json", str(sample_file("rtdose.dcm"))])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    image = data["patients"][0]["studies"][0]["series"][0]["images"][0]
+    assert image["frames"] == 15 and image["transfer_syntax"] == "Implicit VR Little Endian"
+
+
+def test_info_exit_2_when_nothing_readable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "junk.bin").write_bytes(b"\x00\x01garbage" * 10)
+    assert main(["info", str(tmp_path)]) == 2
+    assert "junk.bin: not a DICOM or image file" in capsys.readouterr().out
+
+
+def test_info_verify_reports_corrupt_stream(capsys: pytest.CaptureFixture[str]) -> None:
+    path = sample_file("JPEG2000-embedded-sequence-delimiter.dcm")
+    assert main(["info", "--verify", str(path)]) == 2
+    assert "could not be decoded" in capsys.readouterr().out
+
+
+def test_render_writes_png_with_window(tmp_path: Path) -> None:
+    out = tmp_path / "ct.png"
+    assert (
+        main(
+            ["render", str(sample_file("CT_small.dcm")), "--out", str(out), "--window", "40", "400"]
+        )
+        == 0
+    )
+    png = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert png.shape == (128, 128) and png.dtype == np.uint8 and png.std() > 10
+
+
+def test_render_bad_file_is_one_line_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.dcm"
+    bad.write_text("hello")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medviewer.cli",
+            "render",
+            str(bad),
+            "--out",
+            str(tmp_path / "x.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: {bad}: not a DICOM or image file"
+    assert "Traceback" not in proc.stderr
+
+
+def test_render_corrupt_stream_is_one_line_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = sample_file("JPEG-lossy.dcm")
+    assert main(["render", str(path), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: JPEG Extended") and "Traceback" not in err
+
+
+def test_render_frame_out_of_range(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert (
+        main(
+            [
+                "render",
+                str(sample_file("rtdose.dcm")),
+                "--frame",
+                "99",
+                "--out",
+                str(tmp_path / "x.png"),
+            ]
+        )
+        == 2
+    )
+    assert "frame 99 asked for, the file has 15" in capsys.readouterr().err
+
+
+def test_demo_renders_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert "0 unreadable" in capsys.readouterr().out
+    assert len(list(tmp_path.glob("*.png"))) >= 5
