@@ -33,7 +33,7 @@ debian-tools:
 	else echo "note: dcmtk/dicom3tools missing and not root; the tests that need them will skip"; fi
 
 lint: $(VENV)/.dev-installed
-	$(VENV)/bin/ruff check medviewer tests bench
+	$(VENV)/bin/ruff check
 	$(VENV)/bin/lint-imports
 
 # pytest exits 5 when it collected nothing: that is a failure, not a pass.

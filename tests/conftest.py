@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
+
+from tests.imaging.helpers import write_ct_slice
 
 
 def sample_file(name: str) -> Path:
@@ -19,3 +22,14 @@ def sample_file(name: str) -> Path:
 @pytest.fixture
 def pydicom_test_files() -> Path:
     return Path(get_testdata_file("CT_small.dcm")).parent
+
+
+@pytest.fixture
+def series_dir(tmp_path: Path) -> Path:
+    """Three 32x24 CT slices of one series, one patient."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    for k in range(3):
+        px = np.full((32, 24), 100 * k, np.int16)
+        write_ct_slice(folder / f"s{k}.dcm", px, series_uid="1.2.3.1", position=(0, 0, float(k)))
+    return folder

@@ -197,6 +197,7 @@ def _describe(path: Path) -> Instance:
         samples_per_pixel=samples,
         photometric=photometric,
         bits_allocated=bits,
+        bits_stored=_optional_int(ds, "BitsStored") or bits,
         modality=modality,
         study_description=str(ds.get("StudyDescription", "")),
         study_date=str(ds.get("StudyDate", "")),
@@ -291,14 +292,27 @@ def read_native(instance: Instance) -> np.ndarray:
     except OSError as e:
         raise ImageLoadError(instance.path, os_reason(e)) from e
     if arr.size < count:
-        got = arr.size * arr.itemsize
-        raise ImageLoadError(
-            instance.path, f"pixel data truncated: {got} of {count * arr.itemsize} bytes"
-        )
+        got, want = arr.size * arr.itemsize, count * arr.itemsize
+        raise ImageLoadError(instance.path, f"pixel data truncated: {got} of {want} bytes")
     shape = (instance.frames, instance.rows, instance.columns)
     if instance.samples_per_pixel > 1:
         shape = (*shape, instance.samples_per_pixel)  # interleaved RGB only (see describe)
-    return arr.reshape(shape).astype(arr.dtype.newbyteorder("="), copy=False)
+    arr = arr.reshape(shape).astype(arr.dtype.newbyteorder("="), copy=False)
+    return fix_stored_bits(arr, instance.bits_stored)
+
+
+def fix_stored_bits(arr: np.ndarray, bits_stored: int) -> np.ndarray:
+    """Keep only the stored bits, as pydicom does: mask unsigned, sign-extend signed values.
+
+    12-bit CT in 16-bit words may carry overlay bits or an unextended sign in bits 12-15.
+    """
+    bits = arr.dtype.itemsize * 8
+    if not 0 < bits_stored < bits:
+        return arr
+    if arr.dtype.kind == "i":
+        shift = bits - bits_stored
+        return (arr << shift) >> shift
+    return arr & np.array((1 << bits_stored) - 1, dtype=arr.dtype)
 
 
 def _decode_reason(e: Exception, syntax: str) -> str:

@@ -98,7 +98,13 @@ def load_volume(series: Series | Sequence[Instance]) -> np.ndarray:
         for inst in instances:
             _read_native_into(inst, out[k : k + inst.frames])
             k += inst.frames
-        return out.astype(out.dtype.newbyteorder("="), copy=False)
+        out = out.astype(out.dtype.newbyteorder("="), copy=False)
+        k = 0
+        for inst in instances:
+            part = out[k : k + inst.frames]
+            part[...] = dicom.fix_stored_bits(part, inst.bits_stored)
+            k += inst.frames
+        return out
     parts = [read_frames(i) for i in instances]
     return np.concatenate(parts, axis=0)
 

@@ -25,6 +25,7 @@ class Instance:
     samples_per_pixel: int = 1
     photometric: str = "MONOCHROME2"
     bits_allocated: int = 8
+    bits_stored: int = 8
     modality: str = ""
     patient_name: str = ""
     study_description: str = ""

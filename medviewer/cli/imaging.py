@@ -1,14 +1,12 @@
-"""The `medviewer` command. GUI commands import medviewer.qt lazily, so the rest runs headless."""
+"""Commands on files: info, render, demo."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-from medviewer import __version__
 from medviewer.imaging import Catalog, FrameRef, ImageLoader, Window, render, scan, verify
 
 
@@ -56,7 +54,7 @@ def _catalog_dict(catalog: Catalog) -> dict:
     }
 
 
-def _print_catalog(catalog: Catalog) -> None:
+def print_catalog(catalog: Catalog) -> None:
     for p in catalog.patients:
         print(f"Patient {p.name or '(no name)'} [{p.id or 'no id'}]")
         for st in p.studies:
@@ -87,7 +85,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_catalog_dict(catalog), indent=2))
     else:
-        _print_catalog(catalog)
+        print_catalog(catalog)
     return 0 if catalog.instances() else 2
 
 
@@ -126,7 +124,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for name in missing:
         print(f"note: sample {name} is not installed (pip install 'medviewer[demo]'); skipped")
     catalog = verify(scan(paths))
-    _print_catalog(catalog)
+    print_catalog(catalog)
     args.out.mkdir(parents=True, exist_ok=True)
     loader = ImageLoader(cache_bytes=0)
     for n, se in enumerate(catalog.series(), 1):
@@ -139,11 +137,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if catalog.instances() else 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medviewer", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"medviewer {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_commands(sub: argparse._SubParsersAction) -> None:
     info = sub.add_parser("info", help="list patients, studies, series and unreadable files")
     info.add_argument("paths", nargs="+", type=Path, help="files, folders or DICOMDIRs")
     info.add_argument("--json", action="store_true", help="machine-readable output")
@@ -160,21 +154,3 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="import the bundled sample studies and render them")
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="folder for the PNGs")
     demo.set_defaults(func=cmd_demo)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except Exception as e:  # noqa: BLE001 - a user sees one line, never a traceback
-        from medviewer.imaging import ImageLoadError
-
-        if isinstance(e, ImageLoadError):
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        raise
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,31 @@
+"""The `medviewer` command. GUI commands import medviewer.qt lazily, so the rest runs headless."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from medviewer import __version__
+from medviewer.cli import imaging, workspace
+from medviewer.imaging import ImageLoadError
+from medviewer.workspace import WorkspaceError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medviewer", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"medviewer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    imaging.add_commands(sub)
+    workspace.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ImageLoadError, WorkspaceError) as e:
+        # Errors a user can meet are one line naming the file and reason, never a traceback.
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,128 @@
+"""Commands on a workspace: import, import-masks, export, status, history."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from medviewer.cli.imaging import print_catalog
+from medviewer.config import default_workspace
+from medviewer.workspace import Workspace
+
+
+def _open(args: argparse.Namespace) -> Workspace:
+    return Workspace.open(args.workspace or default_workspace())
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    with _open(args) as ws:
+        result = ws.import_paths(args.paths)
+        print_catalog(result.catalog)
+        print(f"workspace {ws.root}: {result.added} new image(s), {result.already} already indexed")
+    return 0 if result.catalog.instances() else 2
+
+
+def cmd_import_masks(args: argparse.Namespace) -> int:
+    from medviewer.workspace.mask_import import import_masks
+
+    with _open(args) as ws:
+        results = import_masks(
+            ws, args.folder, author=args.author, model=args.model, mapping=args.map
+        )
+    ok = [r for r in results if r.error is None]
+    for r in results:
+        if r.error:
+            print(f"  error: {r.error}")
+        else:
+            print(f"  {r.path.name} -> image {r.image_id} (revision {r.revision_id})")
+    print(f"{len(ok)} mask(s) imported, {len(results) - len(ok)} failed")
+    if not ok:
+        return 2
+    return 0 if len(ok) == len(results) else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from medviewer.workspace.export import export_workspace
+
+    with _open(args) as ws:
+        report = export_workspace(ws, args.out, args.format, which=args.which)
+    for note in report.notes:
+        print(f"  note: {note}")
+    print(f"wrote {len(report.files)} file(s) to {args.out}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _open(args) as ws:
+        counts = ws.revisions.counts()
+        counts["models"] = [
+            {"name": m.name, "version": m.version, "active": m.active, "metrics": m.metrics}
+            for m in ws.models.list()
+        ]
+    if args.json:
+        print(json.dumps(counts, indent=2))
+        return 0
+    print(f"{counts['images']} image(s)")
+    for status, n in sorted(counts["status"].items()):
+        print(f"  {status}: {n}")
+    for r in counts["revisions"]:
+        model = f" {r['model']} {r['version']}" if r["model"] else ""
+        counted = f"{r['images']} image(s), {r['revisions']} revision(s)"
+        print(f"  {r['kind']} from {r['source']}{model}: {counted}")
+    for m in counts["models"]:
+        print(f"  model {m['name']} {m['version']}{' (active)' if m['active'] else ''}")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    with _open(args) as ws:
+        image = ws.find_image(args.image)
+        revisions = ws.revisions.history(image.id)
+    print(f"image {image.id}: {image.path} frame {image.frame + 1} ({image.status})")
+    for r in revisions:
+        model = f" {r.model_name} {r.model_version}" if r.model_name else ""
+        detail = r.status or (r.labels if r.kind == "labels" else r.summary.get("pixels", ""))
+        print(f"  #{r.id} {_when(r.created_at)} {r.kind} {r.source} by {r.author}{model}: {detail}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--workspace",
+        type=Path,
+        help="workspace folder (default: $MEDVIEWER_WORKSPACE or user data)",
+    )
+
+    imp = sub.add_parser("import", parents=[common], help="index studies into the workspace")
+    imp.add_argument("paths", nargs="+", type=Path)
+    imp.set_defaults(func=cmd_import)
+
+    masks = sub.add_parser(
+        "import-masks", parents=[common], help="existing PNG label maps become import revisions"
+    )
+    masks.add_argument("folder", type=Path)
+    masks.add_argument("--author", required=True)
+    masks.add_argument("--model", help="registered model whose classes the masks use")
+    masks.add_argument("--map", type=Path, help="CSV with columns mask,image (id, SOP UID or path)")
+    masks.set_defaults(func=cmd_import_masks)
+
+    exp = sub.add_parser("export", parents=[common], help="write masks and labels out")
+    exp.add_argument("--format", required=True, choices=["dicom-seg", "png", "csv"])
+    exp.add_argument("--out", type=Path, required=True)
+    exp.add_argument("--which", choices=["final", "original"], default="final")
+    exp.set_defaults(func=cmd_export)
+
+    st = sub.add_parser("status", parents=[common], help="counts of images, revisions, models")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    hist = sub.add_parser("history", parents=[common], help="every revision of one image")
+    hist.add_argument("image", help="image id, SOP Instance UID or file path")
+    hist.set_defaults(func=cmd_history)

@@ -1,0 +1,121 @@
+"""Content-addressed, losslessly compressed mask files, written atomically.
+
+A mask blob is a PNG of the uint8 label map named by the SHA-256 of its shape and raw bytes,
+so identical masks are stored once and a blob can be checked against its name on read.
+Write order: temp file -> fsync -> rename -> fsync folder. Only then may a row point at it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from medviewer.workspace.errors import CorruptBlob, SaveError
+
+TMP_SUFFIX = ".tmp"
+
+
+def mask_hash(mask: np.ndarray) -> str:
+    h = hashlib.sha256(f"{mask.shape[0]}x{mask.shape[1]}:".encode())
+    h.update(np.ascontiguousarray(mask, dtype=np.uint8).tobytes())
+    return h.hexdigest()
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _save_reason(e: OSError) -> str:
+    if e.errno == errno.ENOSPC:
+        return "disk full"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "folder is read-only or not writable"
+    return e.strerror or str(e)
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+
+    def path(self, digest: str) -> Path:
+        return self.root / digest[:2] / f"{digest}.png"
+
+    def put(self, mask: np.ndarray) -> str:
+        """Store a mask durably; return its hash. Raises SaveError and leaves nothing behind."""
+        if mask.dtype != np.uint8 or mask.ndim != 2:
+            raise ValueError(f"a mask is a 2D uint8 label map, got {mask.dtype} {mask.shape}")
+        digest = mask_hash(mask)
+        final = self.path(digest)
+        if final.exists():
+            return digest
+        ok, encoded = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        if not ok:
+            raise SaveError(f"{final}: the mask could not be encoded as PNG")
+        tmp = self.tmp / f"{os.getpid()}-{digest[:16]}-{time.monotonic_ns()}{TMP_SUFFIX}"
+        try:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fp:
+                fp.write(encoded.tobytes())
+                fp.flush()
+                os.fsync(fp.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise SaveError(f"{final}: could not save the mask: {_save_reason(e)}") from e
+        return digest
+
+    def get(self, digest: str) -> np.ndarray:
+        """The mask with that hash; raises CorruptBlob if it is missing or altered."""
+        path = self.path(digest)
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except OSError as e:
+            raise CorruptBlob(f"{path}: stored mask missing or unreadable: {e.strerror}") from e
+        mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        if mask is None or mask_hash(mask) != digest:
+            raise CorruptBlob(f"{path}: stored mask is damaged (content does not match its hash)")
+        return mask
+
+    def clean_leftovers(self, referenced: set[str], grace_seconds: float = 600) -> int:
+        """Delete temp files of dead writers and unreferenced blobs older than the grace period.
+
+        The grace period protects a blob another process has renamed but not yet committed.
+        """
+        removed = 0
+        now = time.time()
+        if self.tmp.is_dir():
+            for f in self.tmp.iterdir():
+                pid = f.name.split("-", 1)[0]
+                if not (pid.isdigit() and _alive(int(pid))) or now - f.stat().st_mtime > 86400:
+                    f.unlink(missing_ok=True)
+                    removed += 1
+        for f in self.root.glob("??/*.png"):
+            if f.stem not in referenced and now - f.stat().st_mtime > grace_seconds:
+                f.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

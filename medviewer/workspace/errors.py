@@ -1,0 +1,31 @@
+"""Errors a user can meet with a workspace, each with a message naming the file and reason."""
+
+from __future__ import annotations
+
+
+class WorkspaceError(Exception):
+    """Base of the workspace errors."""
+
+
+class WorkspaceLocked(WorkspaceError):
+    """Another medviewer window already has this workspace open."""
+
+
+class SaveError(WorkspaceError):
+    """A revision could not be written (disk full, read-only folder); the previous one stands."""
+
+
+class CorruptBlob(WorkspaceError):
+    """A stored mask no longer matches its hash (disk damage or tampering)."""
+
+
+class MaskMismatch(WorkspaceError):
+    """A mask does not fit its image: wrong size, wrong dtype, or class values out of range."""
+
+
+class UnknownImage(WorkspaceError):
+    """No image with that id (or path) in the workspace."""
+
+
+class SchemaTooNew(WorkspaceError):
+    """The workspace was written by a newer medviewer than this one."""

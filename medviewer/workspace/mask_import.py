@@ -1,0 +1,112 @@
+"""Bring existing label maps into the workspace as `import` revisions, one clear result per file."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from medviewer.workspace.errors import MaskMismatch, SaveError, UnknownImage, WorkspaceError
+from medviewer.workspace.store import Workspace
+
+MASK_SUFFIXES = {".png"}
+
+
+@dataclass(frozen=True)
+class MaskImportResult:
+    path: Path
+    image_id: int | None
+    revision_id: int | None
+    error: str | None = None
+
+
+def read_label_map(path: Path) -> np.ndarray:
+    """A PNG label map as uint8 class indices; raises MaskMismatch with the reason."""
+    data = np.fromfile(path, dtype=np.uint8)
+    mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if mask is None:
+        raise MaskMismatch(f"{path}: not a readable PNG")
+    if mask.ndim == 3:
+        raise MaskMismatch(
+            f"{path}: colour PNG; expected a label map (one class index per pixel, greyscale)"
+        )
+    if mask.dtype != np.uint8:
+        if mask.size and int(mask.max()) > 255:
+            raise MaskMismatch(f"{path}: class values up to {int(mask.max())}; at most 255 allowed")
+        mask = mask.astype(np.uint8)
+    return mask
+
+
+def _read_map(csv_path: Path) -> dict[str, str]:
+    """mask file name -> image key (id, SOP Instance UID or path), from a CSV with a header."""
+    with open(csv_path, newline="") as fp:
+        rows = list(csv.DictReader(fp))
+    if not rows or not {"mask", "image"} <= set(rows[0]):
+        raise WorkspaceError(f"{csv_path}: the CSV map needs the columns 'mask' and 'image'")
+    return {Path(r["mask"]).name: r["image"] for r in rows}
+
+
+def _match_by_stem(ws: Workspace, stem: str) -> int:
+    ids = [
+        r[0]
+        for r in ws.db.execute(
+            "SELECT id FROM images WHERE frame = 0 AND (sop_instance_uid = ? OR path LIKE ?"
+            " OR path LIKE ?)",
+            (stem, f"%/{stem}.%", f"%/{stem}"),
+        )
+    ]
+    if not ids:
+        raise UnknownImage(f"no image whose file name or SOP Instance UID is {stem!r}")
+    if len(ids) > 1:
+        raise UnknownImage(f"{stem!r} matches {len(ids)} images; give a CSV map (--map)")
+    return ids[0]
+
+
+def import_masks(
+    ws: Workspace,
+    folder: Path,
+    *,
+    author: str,
+    model: str | None = None,
+    mapping: Path | None = None,
+) -> list[MaskImportResult]:
+    """Import every PNG under `folder`; a bad file is reported and the others still import."""
+    num_classes = None
+    model_ref = None
+    if model is not None:
+        versions = ws.models.list(model)
+        if not versions:
+            raise WorkspaceError(f"no model named {model!r} in {ws.root}; register it first")
+        chosen = ws.models.active(model) or versions[-1]
+        model_ref = (chosen.name, chosen.version)
+        num_classes = len(chosen.classes) or None
+    by_name = _read_map(mapping) if mapping else {}
+    results = []
+    for path in sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in MASK_SUFFIXES):
+        image_id = None
+        try:
+            if by_name:
+                if path.name not in by_name:
+                    raise UnknownImage(f"not listed in {mapping}")
+                image_id = ws.find_image(by_name[path.name]).id
+            else:
+                image_id = _match_by_stem(ws, path.stem)
+            mask = read_label_map(path)
+            rev = ws.revisions.save_mask(
+                image_id,
+                mask,
+                source="import",
+                author=author,
+                model=model_ref,
+                num_classes=num_classes,
+            )
+            results.append(MaskImportResult(path, image_id, rev.id))
+        except (MaskMismatch, UnknownImage, SaveError) as e:
+            reason = str(e)
+            if not reason.startswith(str(path)):
+                reason = f"{path}: {reason}"
+            results.append(MaskImportResult(path, image_id, None, reason))
+    return results

@@ -1,0 +1,118 @@
+"""Model versions kept in the workspace: files, spec, metrics, and which one is active."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from medviewer.workspace.errors import WorkspaceError
+
+if TYPE_CHECKING:
+    from medviewer.workspace.store import Workspace
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: str
+    path: str
+    active: bool
+    created_at: float
+    activated_at: float | None
+    spec: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> list[dict[str, Any]]:
+        """[{"name": ..., "color": [r, g, b]}, ...] from the spec, index = class value."""
+        return list(self.spec.get("classes", []))
+
+
+_COLUMNS = "name, version, path, active, created_at, activated_at, spec, metrics"
+
+
+def _model(r: tuple) -> ModelVersion:
+    return ModelVersion(
+        r[0], r[1], r[2], bool(r[3]), r[4], r[5], spec=json.loads(r[6]), metrics=json.loads(r[7])
+    )
+
+
+class ModelVersions:
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+
+    def register(
+        self,
+        name: str,
+        version: str,
+        *,
+        path: str = "",
+        spec: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        with self.ws.transaction(f"register model {name} {version}") as db:
+            if db.execute(
+                "SELECT 1 FROM models WHERE name = ? AND version = ?", (name, version)
+            ).fetchone():
+                raise WorkspaceError(f"model {name} version {version} is already registered")
+            db.execute(
+                "INSERT INTO models (name, version, path, spec, metrics, created_at)"
+                " VALUES (?,?,?,?,?,?)",
+                (
+                    name,
+                    version,
+                    path,
+                    json.dumps(spec or {}),
+                    json.dumps(metrics or {}),
+                    time.time(),
+                ),
+            )
+        return self.get(name, version)
+
+    def get(self, name: str, version: str) -> ModelVersion:
+        r = self.ws.db.execute(
+            f"SELECT {_COLUMNS} FROM models WHERE name = ? AND version = ?", (name, version)
+        ).fetchone()
+        if r is None:
+            raise WorkspaceError(f"no model {name} version {version} in {self.ws.root}")
+        return _model(r)
+
+    def list(self, name: str | None = None) -> list[ModelVersion]:
+        sql = f"SELECT {_COLUMNS} FROM models"
+        rows = self.ws.db.execute(
+            sql + (" WHERE name = ?" if name else "") + " ORDER BY name, created_at, id",
+            (name,) if name else (),
+        )
+        return [_model(r) for r in rows]
+
+    def active(self, name: str) -> ModelVersion | None:
+        r = self.ws.db.execute(
+            f"SELECT {_COLUMNS} FROM models WHERE name = ? AND active = 1", (name,)
+        ).fetchone()
+        return _model(r) if r else None
+
+    def activate(self, name: str, version: str) -> ModelVersion:
+        self.get(name, version)
+        with self.ws.transaction(f"activate model {name} {version}") as db:
+            db.execute("UPDATE models SET active = 0 WHERE name = ?", (name,))
+            db.execute(
+                "UPDATE models SET active = 1, activated_at = ? WHERE name = ? AND version = ?",
+                (time.time(), name, version),
+            )
+        return self.get(name, version)
+
+    def rollback(self, name: str) -> ModelVersion:
+        """Re-activate the version that was active before the current one."""
+        current = self.active(name)
+        if current is None:
+            raise WorkspaceError(f"model {name} has no active version to roll back from")
+        r = self.ws.db.execute(
+            "SELECT version FROM models WHERE name = ? AND activated_at IS NOT NULL"
+            " AND version != ? ORDER BY activated_at DESC LIMIT 1",
+            (name, current.version),
+        ).fetchone()
+        if r is None:
+            raise WorkspaceError(f"model {name} has no earlier active version to roll back to")
+        return self.activate(name, r[0])

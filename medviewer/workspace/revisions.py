@@ -1,0 +1,306 @@
+"""Append-only revisions of an image's mask, labels and review status.
+
+"Original" is the latest AI revision, "final" the latest human one; neither replaces the other
+and the whole history stays. A mask blob is durable on disk before its row commits.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from medviewer.workspace.errors import MaskMismatch
+
+if TYPE_CHECKING:
+    from medviewer.workspace.store import Workspace
+
+KINDS = ("mask", "labels", "status")
+SOURCES = ("ai", "human", "import", "ai-propagated")
+STATUSES = ("unreviewed", "in_progress", "approved", "rejected")
+HUMAN_SOURCES = ("human", "import")
+
+
+@dataclass(frozen=True)
+class Revision:
+    id: int
+    image_id: int
+    kind: str
+    source: str
+    author: str
+    model_name: str | None
+    model_version: str | None
+    created_at: float
+    parent_id: int | None
+    blob: str | None
+    payload: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> dict[str, bool]:
+        return self.payload.get("labels", {})
+
+    @property
+    def status(self) -> str | None:
+        return self.payload.get("status")
+
+
+_COLUMNS = (
+    "id, image, kind, source, author, model_name, model_version, created_at, parent, blob,"
+    " payload, summary"
+)
+
+
+def _revision(r: tuple) -> Revision:
+    return Revision(*r[:10], payload=json.loads(r[10]), summary=json.loads(r[11]))
+
+
+def mask_summary(mask: np.ndarray) -> dict[str, int]:
+    """Pixel count per class present, keyed by class index as text (JSON keys)."""
+    counts = np.bincount(mask.ravel(), minlength=1)
+    return {str(k): int(n) for k, n in enumerate(counts) if n}
+
+
+class Revisions:
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+
+    # -- write -------------------------------------------------------------------------
+
+    def save_mask(
+        self,
+        image_id: int,
+        mask: np.ndarray,
+        *,
+        source: str,
+        author: str,
+        model: tuple[str, str] | None = None,
+        summary: dict[str, Any] | None = None,
+        parent_id: int | None = None,
+        num_classes: int | None = None,
+    ) -> Revision:
+        """Store a uint8 label map at the image's native size as a new revision."""
+        image = self.ws.image(image_id)
+        if mask.ndim != 2 or mask.shape != (image.rows, image.columns):
+            raise MaskMismatch(
+                f"{image.path}: mask is {_size(mask.shape)}, the image is "
+                f"{image.columns}x{image.rows}"
+            )
+        if mask.dtype != np.uint8:
+            if mask.size and (mask.min() < 0 or mask.max() > 255):
+                raise MaskMismatch(f"{image.path}: mask values must be class indices 0-255")
+            mask = mask.astype(np.uint8)
+        if num_classes is not None and mask.size and int(mask.max()) >= num_classes:
+            raise MaskMismatch(
+                f"{image.path}: mask has class {int(mask.max())}, the model has only "
+                f"{num_classes} classes (0-{num_classes - 1})"
+            )
+        digest = self.ws.blobs.put(mask)  # durable before the row exists
+        full_summary = {"pixels": mask_summary(mask), **(summary or {})}
+        if parent_id is None:
+            parent = self.latest(image_id, "mask")
+            parent_id = parent.id if parent else None
+        return self._insert(
+            image_id, "mask", source, author, model, parent_id, digest, {}, full_summary
+        )
+
+    def save_labels(
+        self,
+        image_id: int,
+        labels: dict[str, bool],
+        *,
+        source: str,
+        author: str,
+        model: tuple[str, str] | None = None,
+        summary: dict[str, Any] | None = None,
+    ) -> Revision:
+        """Per-image labels (name -> present); AI revisions add probabilities in `summary`."""
+        self.ws.image(image_id)
+        parent = self.latest(image_id, "labels")
+        payload = {"labels": {str(k): bool(v) for k, v in labels.items()}}
+        return self._insert(
+            image_id,
+            "labels",
+            source,
+            author,
+            model,
+            parent.id if parent else None,
+            None,
+            payload,
+            summary or {},
+        )
+
+    def set_status(self, image_id: int, status: str, *, author: str) -> Revision:
+        if status not in STATUSES:
+            raise ValueError(f"unknown review status {status!r}; valid: {', '.join(STATUSES)}")
+        self.ws.image(image_id)
+        parent = self.latest(image_id, "status")
+        return self._insert(
+            image_id,
+            "status",
+            "human",
+            author,
+            None,
+            parent.id if parent else None,
+            None,
+            {"status": status},
+            {},
+        )
+
+    def _insert(
+        self,
+        image_id: int,
+        kind: str,
+        source: str,
+        author: str,
+        model: tuple[str, str] | None,
+        parent_id: int | None,
+        blob: str | None,
+        payload: dict[str, Any],
+        summary: dict[str, Any],
+    ) -> Revision:
+        if source not in SOURCES:
+            raise ValueError(f"unknown revision source {source!r}; valid: {', '.join(SOURCES)}")
+        if not author:
+            raise ValueError("every revision needs an author")
+        now = time.time()
+        name, version = model if model else (None, None)
+        with self.ws.transaction(f"save the {kind} of image {image_id}") as db:
+            cur = db.execute(
+                "INSERT INTO revisions (image, kind, source, author, model_name, model_version,"
+                " created_at, parent, blob, payload, summary) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    image_id,
+                    kind,
+                    source,
+                    author,
+                    name,
+                    version,
+                    now,
+                    parent_id,
+                    blob,
+                    json.dumps(payload),
+                    json.dumps(summary),
+                ),
+            )
+            _update_image_state(db, image_id, kind, source, author, now, payload, summary)
+            rev_id = cur.lastrowid
+        return Revision(
+            rev_id,
+            image_id,
+            kind,
+            source,
+            author,
+            name,
+            version,
+            now,
+            parent_id,
+            blob,
+            payload,
+            summary,
+        )
+
+    # -- read --------------------------------------------------------------------------
+
+    def get(self, revision_id: int) -> Revision:
+        r = self.ws.db.execute(f"SELECT {_COLUMNS} FROM revisions WHERE id = ?", (revision_id,))
+        row = r.fetchone()
+        if row is None:
+            raise KeyError(f"no revision {revision_id}")
+        return _revision(row)
+
+    def latest(
+        self, image_id: int, kind: str, sources: tuple[str, ...] | None = None
+    ) -> Revision | None:
+        sql = f"SELECT {_COLUMNS} FROM revisions WHERE image = ? AND kind = ?"
+        args: list[Any] = [image_id, kind]
+        if sources:
+            sql += f" AND source IN ({','.join('?' * len(sources))})"
+            args += list(sources)
+        row = self.ws.db.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
+        return _revision(row) if row else None
+
+    def original(self, image_id: int, kind: str = "mask") -> Revision | None:
+        """The AI's latest proposal."""
+        return self.latest(image_id, kind, ("ai", "ai-propagated"))
+
+    def final(self, image_id: int, kind: str = "mask") -> Revision | None:
+        """The latest human-confirmed revision (corrections and imported ground truth)."""
+        return self.latest(image_id, kind, HUMAN_SOURCES)
+
+    def history(self, image_id: int) -> list[Revision]:
+        rows = self.ws.db.execute(
+            f"SELECT {_COLUMNS} FROM revisions WHERE image = ? ORDER BY id", (image_id,)
+        )
+        return [_revision(r) for r in rows]
+
+    def read_mask(self, revision: Revision) -> np.ndarray:
+        if revision.blob is None:
+            raise ValueError(f"revision {revision.id} is a {revision.kind}, not a mask")
+        return self.ws.blobs.get(revision.blob)
+
+    def counts(self) -> dict[str, Any]:
+        """Totals for `medviewer status`."""
+        db = self.ws.db
+        out: dict[str, Any] = {
+            "images": db.execute("SELECT count(*) FROM images").fetchone()[0],
+            "status": dict(
+                db.execute("SELECT status, count(*) FROM images GROUP BY status").fetchall()
+            ),
+        }
+        out["revisions"] = [
+            {"kind": k, "source": s, "model": m, "version": v, "images": n, "revisions": c}
+            for k, s, m, v, n, c in db.execute(
+                "SELECT kind, source, model_name, model_version, count(DISTINCT image), count(*)"
+                " FROM revisions GROUP BY kind, source, model_name, model_version"
+                " ORDER BY kind, source, model_name, model_version"
+            )
+        ]
+        return out
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    return f"{shape[1]}x{shape[0]}" if len(shape) == 2 else "x".join(map(str, shape))
+
+
+def _update_image_state(
+    db: Any,
+    image_id: int,
+    kind: str,
+    source: str,
+    author: str,
+    now: float,
+    payload: dict[str, Any],
+    summary: dict[str, Any],
+) -> None:
+    """Keep the worklist columns of `images` in step with the revision just written."""
+    if source in ("ai", "ai-propagated"):
+        sets, args = [], []
+        for column, key in (
+            ("ai_finding", "finding"),
+            ("ai_probability", "probability"),
+            ("ai_uncertainty", "uncertainty"),
+        ):
+            if key in summary:
+                sets.append(f"{column} = ?")
+                args.append(summary[key])
+        if sets:
+            db.execute(f"UPDATE images SET {', '.join(sets)} WHERE id = ?", (*args, image_id))
+        return
+    if kind == "status":
+        db.execute(
+            "UPDATE images SET status = ?, status_author = ?, status_time = ?, last_author = ?,"
+            " last_time = ? WHERE id = ?",
+            (payload["status"], author, now, author, now, image_id),
+        )
+        return
+    # A human edit of an unreviewed image puts it in progress.
+    db.execute(
+        "UPDATE images SET last_author = ?, last_time = ?,"
+        " status = CASE status WHEN 'unreviewed' THEN 'in_progress' ELSE status END"
+        " WHERE id = ?",
+        (author, now, image_id),
+    )

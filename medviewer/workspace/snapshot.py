@@ -1,0 +1,106 @@
+"""The training set: a consistent snapshot of human-confirmed revisions.
+
+Read in one transaction, so a training process sees the same set however much the clinician
+saves meanwhile; the revision ids it used go into the manifest saved with the model.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from medviewer.imaging import FrameRef
+from medviewer.workspace.revisions import _COLUMNS, HUMAN_SOURCES, Revision, _revision
+
+if TYPE_CHECKING:
+    from medviewer.workspace.store import Workspace
+
+
+@dataclass(frozen=True)
+class TrainingItem:
+    image_id: int
+    frame: FrameRef
+    status: str
+    patient_id: str
+    study_uid: str
+    mask: Revision | None
+    labels: Revision | None
+
+    @property
+    def is_negative(self) -> bool:
+        """Confirmed with no finding: an empty mask, or labels with nothing ticked."""
+        if self.mask is not None:
+            return set(self.mask.summary.get("pixels", {})) <= {"0"}
+        return self.labels is not None and not any(self.labels.labels.values())
+
+
+@dataclass(frozen=True)
+class TrainingSnapshot:
+    taken_at: float
+    last_revision_id: int
+    items: list[TrainingItem]
+    unreviewed: int
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "taken_at": self.taken_at,
+            "last_revision_id": self.last_revision_id,
+            "items": [
+                {
+                    "image": i.image_id,
+                    "status": i.status,
+                    "mask_revision": i.mask.id if i.mask else None,
+                    "mask_blob": i.mask.blob if i.mask else None,
+                    "labels_revision": i.labels.id if i.labels else None,
+                    "negative": i.is_negative,
+                }
+                for i in self.items
+            ],
+        }
+
+
+def training_snapshot(ws: Workspace) -> TrainingSnapshot:
+    """Images a human confirmed (approved, or corrected and not rejected) with their revisions.
+
+    Approving an image confirms what was on screen, so an approved image without a human mask
+    trains on its latest mask of any source (the accepted AI proposal).
+    """
+    from medviewer.workspace.store import instance_from_json
+
+    with ws.snapshot() as db:
+        last = db.execute("SELECT coalesce(max(id), 0) FROM revisions").fetchone()[0]
+        latest: dict[tuple[int, str, bool], Revision] = {}
+        for row in db.execute(
+            f"SELECT {_COLUMNS} FROM revisions WHERE kind IN ('mask', 'labels') ORDER BY id"
+        ):
+            rev = _revision(row)
+            latest[(rev.image_id, rev.kind, rev.source in HUMAN_SOURCES)] = rev
+        images = db.execute(
+            "SELECT i.id, i.instance, i.frame, i.status, p.patient_id, st.uid FROM images i"
+            " JOIN series se ON se.id = i.series JOIN studies st ON st.id = se.study"
+            " JOIN patients p ON p.id = st.patient ORDER BY i.id"
+        ).fetchall()
+    items, unreviewed = [], 0
+    for image_id, instance, frame, status, patient_id, study_uid in images:
+        if status == "rejected":
+            continue
+        picked = {}
+        for kind in ("mask", "labels"):
+            human = latest.get((image_id, kind, True))
+            other = latest.get((image_id, kind, False))
+            if status == "approved":
+                candidates = [r for r in (human, other) if r is not None]
+                picked[kind] = max(candidates, key=lambda r: r.id) if candidates else None
+            else:
+                picked[kind] = human
+        if status != "approved" and picked["mask"] is None and picked["labels"] is None:
+            unreviewed += 1
+            continue
+        ref = FrameRef(instance_from_json(instance), frame)
+        items.append(
+            TrainingItem(
+                image_id, ref, status, patient_id, study_uid, picked["mask"], picked["labels"]
+            )
+        )
+    return TrainingSnapshot(time.time(), last, items, unreviewed)

@@ -1,0 +1,406 @@
+"""The workspace: a folder with `medviewer.sqlite` (WAL) and a blob folder of masks.
+
+Studies are referenced in place, never copied. Every thread gets its own SQLite connection;
+SQLite serialises writers, and WAL lets readers (a training process) see a consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from medviewer.imaging import Catalog, FrameRef, Instance, scan
+from medviewer.workspace.blobs import BlobStore
+from medviewer.workspace.errors import SaveError, UnknownImage, WorkspaceError
+from medviewer.workspace.lock import AppLock
+from medviewer.workspace.schema import migrate
+
+DB_NAME = "medviewer.sqlite"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRow:
+    """One worklist row: an image with its place in the study tree and its review state."""
+
+    id: int
+    path: str
+    frame: int
+    rows: int
+    columns: int
+    patient_id: str
+    patient_name: str
+    study_uid: str
+    study_description: str
+    series_uid: str
+    series_description: str
+    modality: str
+    position: int
+    status: str
+    status_author: str | None
+    status_time: float | None
+    ai_finding: bool | None
+    ai_probability: float | None
+    ai_uncertainty: float | None
+    last_author: str | None
+    last_time: float | None
+
+
+@dataclasses.dataclass
+class ImageQuery:
+    """Worklist filter and order, e.g. unreviewed, AI says finding, most uncertain first."""
+
+    status: Iterable[str] | None = None
+    ai_finding: bool | None = None
+    modality: str | None = None
+    series_uid: str | None = None
+    text: str | None = None  # matched against patient, study, series and path
+    order: str = "study"  # study | uncertainty | probability | last_edited
+    descending: bool = False
+    limit: int | None = None
+
+
+@dataclasses.dataclass
+class ImportResult:
+    catalog: Catalog
+    added: int
+    already: int
+
+
+_ORDERS = {
+    "study": "p.name, p.patient_id, st.date, st.uid, se.number, se.uid, i.position",
+    "uncertainty": "i.ai_uncertainty IS NULL, i.ai_uncertainty",
+    "probability": "i.ai_probability IS NULL, i.ai_probability",
+    "last_edited": "i.last_time IS NULL, i.last_time",
+}
+
+_IMAGE_SELECT = """
+SELECT i.id, i.path, i.frame, i.rows, i.columns, p.patient_id, p.name, st.uid, st.description,
+       se.uid, se.description, se.modality, i.position, i.status, i.status_author,
+       i.status_time, i.ai_finding, i.ai_probability, i.ai_uncertainty, i.last_author,
+       i.last_time
+FROM images i JOIN series se ON se.id = i.series JOIN studies st ON st.id = se.study
+JOIN patients p ON p.id = st.patient
+"""
+
+
+def _row(r: tuple) -> ImageRow:
+    values = list(r)
+    values[16] = None if r[16] is None else bool(r[16])
+    return ImageRow(*values)
+
+
+def instance_to_json(inst: Instance) -> str:
+    d = dataclasses.asdict(inst)
+    d["path"] = str(inst.path)
+    return json.dumps(d)
+
+
+def instance_from_json(text: str) -> Instance:
+    d = json.loads(text)
+    d["path"] = Path(d["path"])
+    for key in ("pixel_spacing", "position", "orientation"):
+        if d[key] is not None:
+            d[key] = tuple(d[key])
+    return Instance(**d)
+
+
+class Workspace:
+    """Open with `Workspace.open(folder)`; use as a context manager or call `close()`."""
+
+    def __init__(self, root: Path, *, app_lock: bool = False, readonly: bool = False) -> None:
+        self.root = root
+        self.readonly = readonly
+        self.blobs = BlobStore(root / "blobs")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._conn_lock = threading.Lock()
+        self._lock = AppLock(root / "app.lock") if app_lock else None
+        # Sub-stores share this workspace's connections; imported here to avoid a cycle.
+        from medviewer.workspace.jobs import Jobs
+        from medviewer.workspace.models import ModelVersions
+        from medviewer.workspace.revisions import Revisions
+
+        self.revisions = Revisions(self)
+        self.models = ModelVersions(self)
+        self.jobs = Jobs(self)
+
+    @classmethod
+    def open(cls, root: Path | str, *, app_lock: bool = False, readonly: bool = False) -> Workspace:
+        """Open (creating unless readonly) a workspace; `app_lock` for the one GUI window."""
+        root = Path(root).expanduser()
+        if readonly and not (root / DB_NAME).exists():
+            raise WorkspaceError(f"{root}: no medviewer workspace here ({DB_NAME} is missing)")
+        if not readonly:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise WorkspaceError(f"{root}: cannot create the workspace: {e.strerror}") from e
+        ws = cls(root, app_lock=app_lock, readonly=readonly)
+        if ws._lock is not None:
+            ws._lock.acquire()
+        try:
+            if not readonly:
+                migrate(ws.db, str(root / DB_NAME))
+                ws.clean_leftovers()
+        except BaseException:
+            ws.close()
+            raise
+        return ws
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._conn_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+        if self._lock is not None:
+            self._lock.release()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            path = self.root / DB_NAME
+            try:
+                # Each thread uses its own connection; close() may run on another thread.
+                if self.readonly:
+                    conn = sqlite3.connect(
+                        f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False
+                    )
+                else:
+                    conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error as e:
+                raise WorkspaceError(f"{path}: cannot open the workspace database: {e}") from e
+            conn.isolation_level = None  # explicit BEGIN/COMMIT only
+            self._local.conn = conn
+            with self._conn_lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self, what: str = "save") -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; any failure rolls back and raises SaveError."""
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise SaveError(f"{self.root / DB_NAME}: could not {what}: {e}") from e
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException as e:
+            db.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise SaveError(f"{self.root / DB_NAME}: could not {what}: {e}") from e
+            raise
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: everything read inside sees one consistent state."""
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.execute("COMMIT")
+
+    def clean_leftovers(self) -> int:
+        referenced = {r[0] for r in self.db.execute("SELECT DISTINCT blob FROM revisions")}
+        return self.blobs.clean_leftovers(referenced)
+
+    # -- import ------------------------------------------------------------------------
+
+    def import_paths(self, paths: Iterable[Path | str]) -> ImportResult:
+        """Index studies in place (headers only) and keep the import report."""
+        paths = [Path(p).resolve() for p in paths]
+        catalog = scan(paths)
+        return self.import_catalog(catalog, paths)
+
+    def import_catalog(self, catalog: Catalog, paths: Iterable[Path] = ()) -> ImportResult:
+        added = already = 0
+        with self.transaction("import") as db:
+            for patient in catalog.patients:
+                pid = _upsert(
+                    db,
+                    "patients",
+                    {"patient_id": patient.id, "name": patient.name},
+                    ("patient_id", "name"),
+                )
+                for study in patient.studies:
+                    sid = _upsert(
+                        db,
+                        "studies",
+                        {
+                            "patient": pid,
+                            "uid": study.uid,
+                            "description": study.description,
+                            "date": study.date,
+                        },
+                        ("uid",),
+                    )
+                    for se in study.series:
+                        seid = _upsert(
+                            db,
+                            "series",
+                            {
+                                "study": sid,
+                                "uid": se.uid,
+                                "modality": se.modality,
+                                "description": se.description,
+                                "number": se.number,
+                                "sorted_by": se.sorted_by,
+                            },
+                            ("study", "uid"),
+                        )
+                        for position, ref in enumerate(se.frames):
+                            if _put_image(db, seid, position, ref):
+                                added += 1
+                            else:
+                                already += 1
+            db.execute(
+                "INSERT INTO import_reports (created_at, paths, added, problems, skipped)"
+                " VALUES (?,?,?,?,?)",
+                (
+                    time.time(),
+                    json.dumps([str(p) for p in paths]),
+                    added,
+                    json.dumps([[str(p.path), p.reason] for p in catalog.problems]),
+                    json.dumps([[str(p.path), p.reason] for p in catalog.skipped]),
+                ),
+            )
+        return ImportResult(catalog, added, already)
+
+    def import_reports(self) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT id, created_at, paths, added, problems, skipped FROM import_reports ORDER BY id"
+        )
+        return [
+            {
+                "id": r[0],
+                "created_at": r[1],
+                "paths": json.loads(r[2]),
+                "added": r[3],
+                "problems": json.loads(r[4]),
+                "skipped": json.loads(r[5]),
+            }
+            for r in rows
+        ]
+
+    # -- images ------------------------------------------------------------------------
+
+    def images(self, query: ImageQuery | None = None) -> list[ImageRow]:
+        q = query or ImageQuery()
+        where, args = [], []
+        if q.status is not None:
+            statuses = list(q.status)
+            where.append(f"i.status IN ({','.join('?' * len(statuses))})")
+            args += statuses
+        if q.ai_finding is not None:
+            where.append("i.ai_finding = ?")
+            args.append(int(q.ai_finding))
+        if q.modality:
+            where.append("se.modality = ?")
+            args.append(q.modality)
+        if q.series_uid:
+            where.append("se.uid = ?")
+            args.append(q.series_uid)
+        if q.text:
+            where.append(
+                "(p.name LIKE ? OR p.patient_id LIKE ? OR st.description LIKE ?"
+                " OR se.description LIKE ? OR i.path LIKE ?)"
+            )
+            args += [f"%{q.text}%"] * 5
+        if q.order not in _ORDERS:
+            raise ValueError(f"unknown order {q.order!r}; valid: {', '.join(_ORDERS)}")
+        order = _ORDERS[q.order]
+        if q.descending:
+            order = ", ".join(
+                part if part.endswith("IS NULL") else f"{part} DESC" for part in order.split(", ")
+            )
+        sql = _IMAGE_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        sql += f" ORDER BY {order}, i.id" + (f" LIMIT {int(q.limit)}" if q.limit else "")
+        return [_row(r) for r in self.db.execute(sql, args)]
+
+    def image(self, image_id: int) -> ImageRow:
+        r = self.db.execute(_IMAGE_SELECT + " WHERE i.id = ?", (image_id,)).fetchone()
+        if r is None:
+            raise UnknownImage(f"{self.root}: no image with id {image_id}")
+        return _row(r)
+
+    def find_image(self, key: str) -> ImageRow:
+        """An image by id, SOP Instance UID or file path (first frame)."""
+        if key.isdigit():
+            return self.image(int(key))
+        r = self.db.execute(
+            "SELECT id FROM images WHERE sop_instance_uid = ? OR path = ? ORDER BY frame LIMIT 1",
+            (key, str(Path(key).resolve())),
+        ).fetchone()
+        if r is None:
+            raise UnknownImage(f"{self.root}: no image {key!r} (give an id, a SOP UID or a path)")
+        return self.image(r[0])
+
+    def frame_ref(self, image_id: int) -> FrameRef:
+        """What the imaging package needs to load this image's pixels."""
+        r = self.db.execute(
+            "SELECT instance, frame FROM images WHERE id = ?", (image_id,)
+        ).fetchone()
+        if r is None:
+            raise UnknownImage(f"{self.root}: no image with id {image_id}")
+        return FrameRef(instance_from_json(r[0]), r[1])
+
+
+def _put_image(db: sqlite3.Connection, series: int, position: int, ref: FrameRef) -> bool:
+    """Insert an image row, or refresh where it lives; True when it is new."""
+    inst = ref.instance
+    values = (series, position, str(inst.path.resolve()), instance_to_json(inst))
+    found = db.execute(
+        "SELECT id FROM images WHERE sop_instance_uid = ? AND frame = ?",
+        (inst.sop_instance_uid, ref.frame),
+    ).fetchone()
+    if found:
+        # Re-importing a moved folder repoints the image; its revisions stay.
+        db.execute(
+            "UPDATE images SET series=?, position=?, path=?, instance=? WHERE id=?",
+            (*values, found[0]),
+        )
+        return False
+    db.execute(
+        "INSERT INTO images (series, position, path, instance, frame, sop_instance_uid, rows,"
+        " columns) VALUES (?,?,?,?,?,?,?,?)",
+        (*values, ref.frame, inst.sop_instance_uid, inst.rows, inst.columns),
+    )
+    return True
+
+
+def _upsert(
+    db: sqlite3.Connection, table: str, values: dict[str, Any], key: tuple[str, ...]
+) -> int:
+    """Insert or update a row identified by `key`; return its id."""
+    cols = list(values)
+    updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c not in key)
+    db.execute(
+        f"INSERT INTO {table} ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})"
+        f" ON CONFLICT ({','.join(key)}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING"),
+        [values[c] for c in cols],
+    )
+    where = " AND ".join(f"{k} = ?" for k in key)
+    return db.execute(f"SELECT id FROM {table} WHERE {where}", [values[k] for k in key]).fetchone()[
+        0
+    ]
