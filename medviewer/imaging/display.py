@@ -6,7 +6,6 @@ or RGB, so what is exported is what was reviewed.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,7 +48,7 @@ class DisplayInfo:
     intercept: float = 0.0
     windows: tuple[Window, ...] = ()
     voi_function: str = "LINEAR"
-    # LUT sequences are kept as small datasets and applied by pydicom, which knows their quirks.
+    # LUT sequences are kept as small datasets holding the header's sequence (see _lut).
     modality_lut: Dataset | None = None
     voi_lut: Dataset | None = None
 
@@ -87,6 +86,20 @@ def _frame_group(ds: Dataset, frame: int, sequence: str) -> Dataset | None:
     return None
 
 
+def _usable_lut(ds: Dataset, sequence: str) -> bool:
+    """A LUT sequence whose first item has a 3-value descriptor and data; a broken one is
+    skipped, so the image still shows through its rescale or window."""
+    items = ds.get(sequence)
+    if not items:
+        return False
+    item = items[0]
+    descriptor = item.get("LUTDescriptor")
+    try:
+        return descriptor is not None and len(descriptor) == 3 and bool(item.get("LUTData"))
+    except TypeError:
+        return False
+
+
 def info_from_dataset(ds: Dataset, frame: int = 0) -> DisplayInfo:
     """Display parameters of one frame, from top-level or functional-group attributes."""
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
@@ -100,10 +113,10 @@ def info_from_dataset(ds: Dataset, frame: int = 0) -> DisplayInfo:
         info.intercept = _first(rescale.get("RescaleIntercept")) or 0.0
     except (TypeError, ValueError):
         pass  # a garbled rescale is shown as stored values rather than not at all
-    if "ModalityLUTSequence" in ds and "RescaleSlope" not in rescale:
+    if _usable_lut(ds, "ModalityLUTSequence") and "RescaleSlope" not in rescale:
         info.modality_lut = Dataset()
         info.modality_lut.ModalityLUTSequence = ds.ModalityLUTSequence
-    if "VOILUTSequence" in ds:
+    if _usable_lut(ds, "VOILUTSequence"):
         info.voi_lut = Dataset()
         info.voi_lut.VOILUTSequence = ds.VOILUTSequence
         info.voi_lut.PhotometricInterpretation = photometric
@@ -122,13 +135,46 @@ def info_from_dataset(ds: Dataset, frame: int = 0) -> DisplayInfo:
     return info
 
 
+def _lut(item: Dataset, signed_input: bool) -> tuple[np.ndarray, int, int]:
+    """(table, first value mapped, bits per entry) of a Modality or VOI LUT item.
+
+    Read here rather than by pydicom, whose apply_modality_lut/apply_voi fail on LUT data in OW
+    held outside the file's dataset, on bit depths other than 8 and 16, and index an 8-bit VOI
+    LUT of more than 256 entries through a uint8 array (so inputs above 255 wrap).
+    """
+    entries, first, bits = (int(v) for v in item.LUTDescriptor)
+    entries = entries or 65536  # PS3.3 C.11.1.1.1: 0 means 2^16 entries
+    if signed_input and first >= 32768:
+        first -= 65536  # first value mapped written as US although the input range is signed
+    raw = item.LUTData
+    if isinstance(raw, bytes):  # OW
+        little = item.original_encoding[1] is not False
+        if bits <= 8 and len(raw) < 2 * entries:
+            table = np.frombuffer(raw, dtype=np.uint8)  # 8-bit entries packed two to a word
+        else:
+            table = np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<u2" if little else ">u2")
+    else:
+        table = np.asarray(raw if isinstance(raw, (list, pydicom.multival.MultiValue)) else [raw])
+    table = table[:entries].astype(np.float32) if len(table) else np.zeros(1, np.float32)
+    if not 1 <= bits <= 16:
+        bits = max(1, int(table.max()).bit_length())
+    return table, first, bits
+
+
+def _lookup(values: np.ndarray, table: np.ndarray, first: int) -> np.ndarray:
+    """PS3.3 C.11.1.1.1 / C.11.2.1.1: inputs below the first value mapped take the first entry,
+    above the last the last entry."""
+    index = np.clip(np.floor(values.astype(np.float64) - first), 0, len(table) - 1)
+    return table[index.astype(np.intp)]
+
+
 def modality_values(image: Image) -> np.ndarray:
     """Stored values through the modality LUT (rescale or LUT sequence) as float32."""
     px = image.pixels
     if image.info.modality_lut is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return pydicom.pixels.apply_modality_lut(px, image.info.modality_lut).astype(np.float32)
+        item = image.info.modality_lut.ModalityLUTSequence[0]
+        table, first, _ = _lut(item, signed_input=px.dtype.kind == "i")
+        return _lookup(px, table, first)
     out = px.astype(np.float32)
     if image.info.slope != 1.0 or image.info.intercept != 0.0:
         out = out * np.float32(image.info.slope) + np.float32(image.info.intercept)
@@ -152,27 +198,37 @@ def default_window(image: Image) -> Window:
 
 
 def apply_window(values: np.ndarray, window: Window, function: str = "LINEAR") -> np.ndarray:
-    """DICOM PS3.3 C.11.2.1.2 window functions, output 0..255 as uint8."""
+    """DICOM PS3.3 C.11.2.1.2 window functions, output 0..255 as uint8.
+
+    A LINEAR window of width 1 (or less) is a threshold at center - 0.5, values at it going to 0;
+    LINEAR_EXACT and SIGMOID of width 0 (or less) threshold at the center.
+    """
     c, w = float(window.center), float(window.width)
+    if function in ("SIGMOID", "LINEAR_EXACT") and w <= 0:
+        return np.where(values > c, 255, 0).astype(np.uint8)
     if function == "SIGMOID":
         out = 255.0 / (1.0 + np.exp(-4.0 * (values - c) / w))
     elif function == "LINEAR_EXACT":
         out = ((values - c) / w + 0.5) * 255.0
+    elif w <= 1:
+        return np.where(values > c - 0.5, 255, 0).astype(np.uint8)
     else:
-        w = max(w, 1.0)
-        out = ((values - (c - 0.5)) / max(w - 1.0, 1e-6) + 0.5) * 255.0
+        out = ((values - (c - 0.5)) / (w - 1.0) + 0.5) * 255.0
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def _voi_lut(image: Image, values: np.ndarray) -> np.ndarray:
     assert image.info.voi_lut is not None
     item = image.info.voi_lut.VOILUTSequence[0]
-    bits = int(item.LUTDescriptor[2])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = pydicom.pixels.apply_voi(values, image.info.voi_lut, index=0)
-    top = float((1 << bits) - 1) if bits else float(np.max(out)) or 1.0
-    return np.clip(np.rint(out.astype(np.float64) * 255.0 / top), 0, 255).astype(np.uint8)
+    info = image.info
+    # The input range is signed when rescaled values can be negative; a Modality LUT's is not.
+    signed = info.modality_lut is None and (
+        image.pixels.dtype.kind == "i" or info.intercept < 0 or info.slope < 0
+    )
+    table, first, bits = _lut(item, signed_input=signed)
+    out = _lookup(values, table, first)
+    top = float((1 << bits) - 1)
+    return np.clip(np.rint(out * (255.0 / top)), 0, 255).astype(np.uint8)
 
 
 def _colour_to_uint8(px: np.ndarray) -> np.ndarray:
