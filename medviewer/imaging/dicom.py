@@ -301,18 +301,21 @@ def read_native(instance: Instance) -> np.ndarray:
     return fix_stored_bits(arr, instance.bits_stored)
 
 
-def fix_stored_bits(arr: np.ndarray, bits_stored: int) -> np.ndarray:
+def fix_stored_bits(
+    arr: np.ndarray, bits_stored: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """Keep only the stored bits, as pydicom does: mask unsigned, sign-extend signed values.
 
     12-bit CT in 16-bit words may carry overlay bits or an unextended sign in bits 12-15.
+    With out=arr it works in place, without temporaries the size of a volume.
     """
     bits = arr.dtype.itemsize * 8
     if not 0 < bits_stored < bits:
         return arr
     if arr.dtype.kind == "i":
         shift = bits - bits_stored
-        return (arr << shift) >> shift
-    return arr & np.array((1 << bits_stored) - 1, dtype=arr.dtype)
+        return np.right_shift(np.left_shift(arr, shift, out=out), shift, out=out)
+    return np.bitwise_and(arr, np.array((1 << bits_stored) - 1, dtype=arr.dtype), out=out)
 
 
 def _decode_reason(e: Exception, syntax: str) -> str:

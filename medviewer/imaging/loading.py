@@ -96,15 +96,12 @@ def load_volume(series: Series | Sequence[Instance]) -> np.ndarray:
         out = np.empty((total, *first.shape), dtype=first.raw_dtype)
         k = 0
         for inst in instances:
-            _read_native_into(inst, out[k : k + inst.frames])
-            k += inst.frames
-        out = out.astype(out.dtype.newbyteorder("="), copy=False)
-        k = 0
-        for inst in instances:
             part = out[k : k + inst.frames]
-            part[...] = dicom.fix_stored_bits(part, inst.bits_stored)
+            _read_native_into(inst, part)
+            # In place while the slice is still in the CPU cache: no temporaries, one pass.
+            dicom.fix_stored_bits(part, inst.bits_stored, out=part)
             k += inst.frames
-        return out
+        return out.astype(out.dtype.newbyteorder("="), copy=False)
     parts = [read_frames(i) for i in instances]
     return np.concatenate(parts, axis=0)
 
