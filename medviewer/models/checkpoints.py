@@ -1,0 +1,113 @@
+"""Checkpoints: safetensors weights + the spec + metrics in one folder. Never unpickled."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from medviewer.models.errors import CheckpointMismatch, ModelError
+from medviewer.models.registry import MedModel, build_model
+from medviewer.models.spec import ModelSpec
+
+WEIGHTS = "weights.safetensors"
+SPEC = "spec.json"
+METRICS = "metrics.json"
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from safetensors, or from a .pth/.pt with torch's weights-only loader."""
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as e:
+        raise ModelError(f"{path}: weights file not found") from e
+    except (SafetensorError, OSError, RuntimeError, EOFError) as e:
+        raise ModelError(f"{path}: not a readable weights file: {str(e).splitlines()[0]}") from e
+    except Exception as e:  # noqa: BLE001 - the weights-only unpickler refuses objects this way
+        raise ModelError(
+            f"{path}: refused: holds more than plain tensors ({type(e).__name__})"
+        ) from e
+    if isinstance(state, Mapping) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise ModelError(f"{path}: expected a mapping of tensor names to tensors")
+    return dict(state)
+
+
+def report_mismatch(
+    own: Mapping[str, torch.Tensor],
+    loaded: Mapping[str, torch.Tensor],
+    path: Path,
+    partial_ok: bool = False,
+) -> CheckpointMismatch | None:
+    """Which tensors are missing, unexpected or of another shape; None when they fit."""
+    missing = sorted(set(own) - set(loaded))
+    unexpected = sorted(set(loaded) - set(own))
+    shapes = sorted(
+        f"{k}: file {tuple(loaded[k].shape)}, model {tuple(own[k].shape)}"
+        for k in set(own) & set(loaded)
+        if loaded[k].shape != own[k].shape
+    )
+    if partial_ok and not shapes and len(missing) < len(own):
+        return None
+    if not (missing or unexpected or shapes):
+        return None
+    parts = []
+    for title, names in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("shape differs", shapes),
+    ):
+        if names:
+            more = f" (+{len(names) - 5} more)" if len(names) > 5 else ""
+            parts.append(f"{title} {len(names)}: {', '.join(names[:5])}{more}")
+    return CheckpointMismatch(f"{path}: weights do not fit the spec's model; " + "; ".join(parts))
+
+
+def save_checkpoint(
+    folder: Path, model: nn.Module, spec: ModelSpec, metrics: dict[str, Any] | None = None
+) -> Path:
+    """Write weights, spec and metrics into `folder` (created); files appear atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    _atomic(folder / WEIGHTS, lambda tmp: save_file(state, str(tmp)))
+    _atomic(folder / SPEC, lambda tmp: tmp.write_text(spec.to_json()))
+    _atomic(folder / METRICS, lambda tmp: tmp.write_text(json.dumps(metrics or {}, indent=2)))
+    return folder
+
+
+def _atomic(path: Path, write: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    write(tmp)
+    with open(tmp, "rb") as fp:
+        os.fsync(fp.fileno())
+    os.replace(tmp, path)
+
+
+def load_weights(model: MedModel, path: Path) -> MedModel:
+    state = read_tensors(path)
+    problem = report_mismatch(model.state_dict(), state, path)
+    if problem:
+        raise problem
+    model.load_state_dict(state)
+    return model
+
+
+def load_checkpoint(folder: Path) -> tuple[MedModel, ModelSpec, dict[str, Any]]:
+    """The model of a checkpoint folder, in eval mode on the CPU."""
+    spec = ModelSpec.load(folder / SPEC)
+    model = load_weights(build_model(spec), folder / WEIGHTS)
+    metrics_path = folder / METRICS
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    return model.eval(), spec, metrics

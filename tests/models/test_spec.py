@@ -1,0 +1,73 @@
+"""Model specs: valid ones round-trip, invalid ones name the file, the field and what is allowed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medviewer.models import ModelSpec, SpecError, build_model
+
+SEG = {
+    "name": "chest",
+    "task": "segmentation+classification",
+    "architecture": "Unet",
+    "encoder": "resnet18",
+    "classes": [
+        {"name": "background", "color": [0, 0, 0]},
+        {"name": "pneumothorax", "color": [255, 0, 0]},
+    ],
+    "labels": ["pneumothorax"],
+    "input": {"size": [64, 64], "large_image": "tile", "tile_overlap": 0.5},
+    "normalization": {"mean": [0.4], "std": [0.2], "window": [40, 400]},
+    "postprocess": {"min_component_pixels": 20, "fill_holes": True},
+    "gate": {"type": "classifier", "threshold": 0.3},
+}
+
+
+def test_round_trip_through_json(tmp_path: Path) -> None:
+    spec = ModelSpec.from_dict(SEG)
+    assert spec.gate.label == "pneumothorax" and spec.gate.threshold == 0.3
+    assert spec.input_size == (64, 64) and spec.large_image == "tile" and spec.window == (40, 400)
+    path = tmp_path / "spec.json"
+    path.write_text(spec.to_json())
+    assert ModelSpec.load(path) == spec
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"task": "detection"}, "task is 'detection'; valid: segmentation, classification"),
+        ({"architecture": None}, "needs an architecture"),
+        ({"classes": ["background"]}, "at least 2 classes"),
+        ({"labels": []}, "needs labels"),
+        ({"input": {"size": [100, 64]}}, "multiples of 32"),
+        ({"gate": {"type": "magic"}}, "gate: type is 'magic'; valid: none, pixel_count"),
+        ({"gate": {"type": "two_stage"}}, "needs gate.model"),
+        ({"gate": {"type": "classifier", "label": "effusion"}}, "gate label 'effusion'"),
+        ({"normalization": {"mean": [0.1, 0.2]}}, "mean/std need 1 value(s)"),
+        ({"colour": "red"}, "unknown field(s) colour"),
+        ({"classes": [{"name": "bg", "color": [0, 0, 300]}, "x"]}, "classes[0].color"),
+    ],
+)
+def test_invalid_specs_say_why(tmp_path: Path, change: dict, message: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({**SEG, **change}))
+    with pytest.raises(SpecError) as e:
+        ModelSpec.load(path)
+    assert str(e.value).startswith(str(path)) and message in str(e.value)
+
+
+def test_not_json(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_text("{oops")
+    with pytest.raises(SpecError, match=r"x.json: not valid JSON"):
+        ModelSpec.load(path)
+
+
+def test_unknown_architecture_and_encoder_list_valid_names() -> None:
+    with pytest.raises(SpecError, match=r"unknown architecture 'Unett'; valid: .*unet"):
+        build_model(ModelSpec.from_dict({**SEG, "architecture": "Unett"}))
+    with pytest.raises(SpecError, match=r"unknown encoder 'resnet9'; valid: .*resnet18"):
+        build_model(ModelSpec.from_dict({**SEG, "encoder": "resnet9"}))
