@@ -112,3 +112,18 @@ def test_workspace_from_environment(
     monkeypatch.setenv("MEDVIEWER_WORKSPACE", str(imported))
     assert main(["status"]) == 0
     assert capsys.readouterr().out.startswith("3 image(s)")
+
+
+@pytest.mark.parametrize("fmt", ["dicom-seg", "png", "csv"])
+def test_export_command(
+    imported: Path, tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Workspace.open(imported) as ws:
+        ws.revisions.save_mask(2, _label_map(1), source="human", author="dr.y")
+    out = tmp_path / "out"
+    assert main(["export", "--workspace", str(imported), "--format", fmt, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    assert files and f"wrote {len(files)} file(s) to {out}" in printed
+    suffix = {"dicom-seg": ".dcm", "png": ".png", "csv": ".csv"}[fmt]
+    assert all(p.suffix == suffix for p in files)

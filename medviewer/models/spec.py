@@ -7,16 +7,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medviewer.imaging.palette import class_colour
 from medviewer.models.errors import SpecError
 
 TASKS = ("segmentation", "classification", "segmentation+classification")
 LABEL_MODES = ("multilabel", "multiclass")
 LARGE_IMAGE = ("resize", "tile")
 GATES = ("none", "pixel_count", "classifier", "two_stage")
-DEFAULT_COLOURS = [
-    (0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
-    (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60),
-]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -128,7 +125,7 @@ def _classes(data: dict[str, Any], src: str) -> tuple[ClassInfo, ...]:
             item = {"name": item}
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise SpecError(f"{src}: classes[{i}] needs a name")
-        color = item.get("color", DEFAULT_COLOURS[i % len(DEFAULT_COLOURS)])
+        color = item.get("color", class_colour(i))
         if not (isinstance(color, (list, tuple)) and len(color) == 3
                 and all(isinstance(c, int) and 0 <= c <= 255 for c in color)):  # fmt: skip
             raise SpecError(f"{src}: classes[{i}].color must be [r, g, b] with 0-255 each")

@@ -44,6 +44,8 @@ def write_ct_slice(
     if orientation is not None:
         ds.ImageOrientationPatient = list(orientation)
     ds.PixelSpacing = list(spacing)
+    ds.SliceThickness = 1.0
+    ds.FrameOfReferenceUID = series_uid + ".9"
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"

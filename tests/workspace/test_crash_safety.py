@@ -77,7 +77,7 @@ def test_sigkill_at_random_points_loses_nothing_committed(ws: Workspace) -> None
                 rev_id, digest = line.split()
                 committed[int(rev_id)] = digest
         _check(root, committed)
-    assert len(committed) > kills
+    assert len(committed) >= kills  # at least the first commit of every writer
 
 
 def _fail_with(err: int):  # noqa: ANN202

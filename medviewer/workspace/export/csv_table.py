@@ -1,0 +1,121 @@
+"""CSV export: one row per image with its review state, labels and chosen mask's class counts."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medviewer.workspace.export import (
+    ClassResolver,
+    ExportError,
+    ExportReport,
+    chosen_mask,
+    describe_image,
+    listing,
+)
+from medviewer.workspace.revisions import mask_summary
+
+if TYPE_CHECKING:
+    from medviewer.workspace.revisions import Revision
+    from medviewer.workspace.store import Workspace
+
+COLUMNS = (
+    "image_id",
+    "path",
+    "frame_number",  # 1-based, as DICOM numbers frames
+    "patient_id",
+    "study_uid",
+    "series_uid",
+    "sop_instance_uid",
+    "status",
+    "status_author",
+    "status_time",
+    "labels",  # ticked label names, "; "-separated
+    "mask_revision",
+    "mask_source",
+    "mask_author",
+    "model_name",
+    "model_version",
+    "mask_time",
+)
+PIXELS = "pixels_"  # then one column per class name, in order of first appearance
+
+
+def iso_time(t: float | None) -> str:
+    return "" if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat("T", "seconds")
+
+
+def pixel_counts(ws: Workspace, rev: Revision) -> dict[int, int]:
+    """Class value -> pixels, from the summary stored with the revision (no blob read)."""
+    counts = rev.summary.get("pixels")
+    if not isinstance(counts, dict):
+        counts = mask_summary(ws.revisions.read_mask(rev))
+    return {int(k): int(v) for k, v in counts.items()}
+
+
+def export_csv(ws: Workspace, out_dir: Path, which: str, report: ExportReport) -> Path:
+    resolver = ClassResolver(ws)
+    records: list[dict[str, Any]] = []
+    class_columns: dict[str, None] = {}  # an ordered set
+    unnamed: list[str] = []
+    for row in ws.images():
+        inst = ws.frame_ref(row.id).instance
+        dicom = inst.kind == "dicom"  # raster files have made-up UIDs; leave those empty
+        labels = chosen_mask(ws, row.id, which, "labels")
+        record: dict[str, Any] = {
+            "image_id": row.id,
+            "path": row.path,
+            "frame_number": row.frame + 1,
+            "patient_id": row.patient_id,
+            "study_uid": row.study_uid if dicom else "",
+            "series_uid": row.series_uid if dicom else "",
+            "sop_instance_uid": inst.sop_instance_uid if dicom else "",
+            "status": row.status,
+            "status_author": row.status_author or "",
+            "status_time": iso_time(row.status_time),
+            "labels": "; ".join(k for k, v in labels.labels.items() if v) if labels else "",
+        }
+        rev = chosen_mask(ws, row.id, which)
+        if rev is None:
+            report.skipped += 1
+        else:
+            report.exported += 1
+            record.update(
+                mask_revision=rev.id,
+                mask_source=rev.source,
+                mask_author=rev.author,
+                model_name=rev.model_name or "",
+                model_version=rev.model_version or "",
+                mask_time=iso_time(rev.created_at),
+            )
+            counts = pixel_counts(ws, rev)
+            palette = resolver.palette(rev)
+            if palette.model is None:
+                unnamed.append(describe_image(row, inst))
+            palette = palette.extended(max(counts, default=0) + 1)
+            for value, name in enumerate(palette.names):
+                class_columns[PIXELS + name] = None
+                record[PIXELS + name] = counts.get(value, 0)
+        records.append(record)
+    path = out_dir / f"images_{which}.csv"
+    try:
+        with open(path, "w", newline="", encoding="utf-8") as fp:
+            writer = csv.DictWriter(fp, [*COLUMNS, *class_columns], restval="")
+            writer.writeheader()
+            writer.writerows(records)
+    except OSError as e:
+        raise ExportError(f"{path}: cannot write: {e.strerror}") from e
+    report.files.append(path)
+    if report.skipped:
+        report.notes.append(
+            f"{path.name}: {report.skipped} image(s) have no {which} mask; "
+            "their mask and pixel columns are empty."
+        )
+    if unnamed:
+        report.notes.append(
+            f"{path.name}: the masks of {len(unnamed)} image(s) come from no registered model, "
+            f"so their classes are counted as 'Class N': {listing(unnamed)}."
+        )
+    return path

@@ -1,0 +1,108 @@
+"""PNG export: per image a uint8 label map at native size, optionally a colour overlay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from medviewer.imaging import ImageLoader, ImageLoadError, UnreadableFile, render
+from medviewer.workspace.export import (
+    ClassResolver,
+    ExportError,
+    ExportReport,
+    Palette,
+    UniqueNames,
+    chosen_mask,
+    describe_image,
+    image_stem,
+    listing,
+)
+
+if TYPE_CHECKING:
+    from medviewer.workspace.store import ImageRow, Workspace
+
+OVERLAY_ALPHA = 0.4  # weight of the class colour; the image stays readable underneath
+
+
+def export_png(
+    ws: Workspace,
+    out_dir: Path,
+    which: str,
+    report: ExportReport,
+    *,
+    overlay: bool = False,
+    rows: Iterable[ImageRow] | None = None,
+    names: UniqueNames | None = None,
+) -> list[Path]:
+    """Write `<stem>_mask.png` (and `<stem>_overlay.png`) for `rows` (default: all images);
+    returns the label map files. Images without a chosen mask are counted as skipped."""
+    resolver = ClassResolver(ws)
+    loader = ImageLoader() if overlay else None
+    names = names or UniqueNames()
+    written: list[Path] = []
+    unreadable: list[str] = []
+    unnamed: list[str] = []
+    for row in ws.images() if rows is None else rows:
+        rev = chosen_mask(ws, row.id, which)
+        if rev is None:
+            report.skipped += 1
+            continue
+        ref = ws.frame_ref(row.id)
+        mask = ws.revisions.read_mask(rev)
+        stem = image_stem(row, ref.instance)
+        path = out_dir / names.claim(stem, "_mask.png", row.id)
+        write_png(path, mask)
+        written.append(path)
+        report.files.append(path)
+        report.exported += 1
+        if loader is not None:
+            try:
+                image = render(loader.image(ref))
+            except (ImageLoadError, UnreadableFile) as e:
+                unreadable.append(f"{describe_image(row, ref.instance)}: {e.reason}")
+                continue
+            palette = resolver.palette(rev)
+            if palette.model is None:
+                unnamed.append(describe_image(row, ref.instance))
+            over = path.with_name(path.name.removesuffix("_mask.png") + "_overlay.png")
+            write_png(over, blend(image, mask, palette))
+            report.files.append(over)
+    if unreadable:
+        report.notes.append(
+            f"No overlay for {len(unreadable)} image(s) whose pixels could not be loaded "
+            f"(their label maps were written): {listing(unreadable)}."
+        )
+    if unnamed:
+        report.notes.append(
+            f"The overlays of {len(unnamed)} image(s) use default class colours, because their "
+            f"masks come from no registered model: {listing(unnamed)}."
+        )
+    return written
+
+
+def blend(image: np.ndarray, mask: np.ndarray, palette: Palette) -> np.ndarray:
+    """RGB uint8: class colours over the rendered image where the mask is not background."""
+    rgb = np.repeat(image[..., np.newaxis], 3, axis=2) if image.ndim == 2 else image
+    top = int(mask.max()) + 1 if mask.size else 1
+    lut = np.array(palette.extended(top).colors, dtype=np.float32)
+    coloured = (1 - OVERLAY_ALPHA) * rgb.astype(np.float32) + OVERLAY_ALPHA * lut[mask]
+    out = np.where((mask > 0)[..., np.newaxis], np.rint(coloured), rgb)
+    return out.astype(np.uint8)
+
+
+def write_png(path: Path, pixels: np.ndarray) -> None:
+    """Encode in memory and write with Python: cv2.imwrite fails silently and cannot write
+    non-ASCII paths on Windows."""
+    if pixels.ndim == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(".png", pixels)
+    if not ok:
+        raise ExportError(f"{path}: could not encode the PNG")
+    try:
+        path.write_bytes(data.tobytes())
+    except OSError as e:
+        raise ExportError(f"{path}: cannot write: {e.strerror}") from e
