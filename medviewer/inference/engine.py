@@ -71,6 +71,8 @@ class Engine:
     def run(self, images: list[Image]) -> list[RawOutput]:
         """Outputs for each image at its native size; batches of `batch_size`, with a retry at
         half the batch when a GPU runs out of memory."""
+        if not images:
+            return []
         prepared = [to_channels(im, self.spec) for im in images]
         if self.spec.large_image == "tile":
             return [self._run_tiled(x) for x in prepared]

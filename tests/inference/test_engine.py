@@ -111,3 +111,7 @@ def test_gpu_oom_retries_with_smaller_batch(
     )
     with pytest.raises(InferenceError, match="out of memory on cpu even with one image"):
         engine.run([grey(64, 64)])
+
+
+def test_no_images_no_work(engine: Engine) -> None:
+    assert engine.run([]) == []
