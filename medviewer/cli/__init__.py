@@ -7,8 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from medviewer import __version__
-from medviewer.cli import imaging, workspace
+from medviewer.cli import imaging, models, workspace
 from medviewer.imaging import ImageLoadError
+from medviewer.inference.errors import InferenceError
+from medviewer.models.errors import ModelError
 from medviewer.workspace import WorkspaceError
 
 
@@ -18,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     imaging.add_commands(sub)
     workspace.add_commands(sub)
+    models.add_commands(sub)
     return parser
 
 
@@ -25,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ImageLoadError, WorkspaceError) as e:
+    except (ImageLoadError, WorkspaceError, ModelError, InferenceError) as e:
         # Errors a user can meet are one line naming the file and reason, never a traceback.
         print(f"error: {e}", file=sys.stderr)
         return 2

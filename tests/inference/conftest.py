@@ -6,7 +6,8 @@ import torch
 
 from medviewer.imaging.display import Image
 from medviewer.inference.engine import Engine
-from medviewer.models import ModelSpec, build_model
+from medviewer.models.registry import build_model
+from medviewer.models.spec import ModelSpec
 
 TINY = {
     "name": "tiny",

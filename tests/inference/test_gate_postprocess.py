@@ -14,7 +14,7 @@ from medviewer.inference.postprocess import (
     remove_small_components,
 )
 from medviewer.inference.proposal import gated_out, make_proposal
-from medviewer.models import ModelSpec
+from medviewer.models.spec import ModelSpec
 from tests.inference.conftest import TINY, grey, tiny_engine
 
 

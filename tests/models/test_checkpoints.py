@@ -7,15 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from medviewer.models import (
-    CheckpointMismatch,
-    ModelError,
-    ModelSpec,
-    build_model,
-    load_checkpoint,
-    load_weights,
-    save_checkpoint,
-)
+from medviewer.models.checkpoints import load_checkpoint, load_weights, save_checkpoint
+from medviewer.models.errors import CheckpointMismatch, ModelError
+from medviewer.models.registry import build_model
+from medviewer.models.spec import ModelSpec
 
 SPEC = ModelSpec.from_dict(
     {

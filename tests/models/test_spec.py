@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from medviewer.models import ModelSpec, SpecError, build_model
+from medviewer.models.errors import SpecError
+from medviewer.models.registry import build_model
+from medviewer.models.spec import ModelSpec
 
 SEG = {
     "name": "chest",

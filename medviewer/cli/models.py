@@ -1,0 +1,181 @@
+"""Commands on models: `models list|show|activate|rollback|add` and `infer`.
+
+torch and smp take seconds to import, so they are imported inside the commands that need them:
+`medviewer info` and friends stay quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from medviewer.config import default_workspace
+from medviewer.workspace import Workspace
+
+
+def _open(args: argparse.Namespace) -> Workspace:
+    return Workspace.open(args.workspace or default_workspace())
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
+
+
+def _metrics(metrics: dict) -> str:
+    return json.dumps(metrics, sort_keys=True) if metrics else "-"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    with _open(args) as ws:
+        versions = ws.models.list()
+    if not versions:
+        print("no models (add one with `medviewer models add SPEC.json`)")
+    for m in versions:
+        mark = "*" if m.active else " "
+        task = m.spec.get("task", "?")
+        print(
+            f"{mark} {m.name} {m.version}  {task}  added {_when(m.created_at)}  "
+            f"{_metrics(m.metrics)}"
+        )
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from medviewer.models.errors import ModelError
+
+    with _open(args) as ws:
+        versions = ws.models.list(args.name)
+        if not versions:
+            raise ModelError(f"no model {args.name} in {ws.root}")
+    spec = next((m for m in versions if m.active), versions[-1]).spec
+    print(
+        f"model {args.name}: {spec.get('task')}, {spec.get('architecture') or '-'} "
+        f"on {spec.get('encoder')}, input {spec.get('input_size')}, "
+        f"{spec.get('in_channels')} channel(s)"
+    )
+    if spec.get("classes"):
+        print("  classes: " + ", ".join(c["name"] for c in spec["classes"]))
+    if spec.get("labels"):
+        print("  labels: " + ", ".join(spec["labels"]))
+    gate = spec.get("gate") or {}
+    if gate.get("type", "none") != "none":
+        extra = {k: v for k, v in gate.items() if k != "type" and v not in (None, 0)}
+        print(f"  gate: {gate['type']} {json.dumps(extra, sort_keys=True)}")
+    for m in versions:
+        state = (
+            "active" if m.active
+            else f"activated {_when(m.activated_at)}" if m.activated_at
+            else "never active"
+        )  # fmt: skip
+        print(f"  {m.version}: {state}, added {_when(m.created_at)}, {m.path}")
+        print(f"    metrics: {_metrics(m.metrics)}")
+    return 0
+
+
+def cmd_activate(args: argparse.Namespace) -> int:
+    with _open(args) as ws:
+        m = ws.models.activate(args.name, args.version)
+    print(f"model {m.name}: version {m.version} is active")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    with _open(args) as ws:
+        before = ws.models.active(args.name)
+        m = ws.models.rollback(args.name)
+    print(f"model {m.name}: rolled back from {before.version if before else '-'} to {m.version}")
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from medviewer.models.spec import ModelSpec
+    from medviewer.models.versions import add_model
+
+    spec = ModelSpec.load(args.spec)
+    with _open(args) as ws:
+        m = add_model(ws, spec, args.weights, args.version, activate=not args.inactive)
+    how = "weights from " + str(args.weights) if args.weights else "random weights (untrained)"
+    state = "active" if m.active else "not active"
+    print(f"added model {m.name} version {m.version} ({how}); {state}")
+    return 0
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from medviewer.inference.batch import active_models, run_batch
+    from medviewer.models.errors import ModelError
+
+    def bar(done: int, total: int) -> None:
+        print(
+            f"\r  {done}/{total} images",
+            end="\n" if done == total else "",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    failed = 0
+    with _open(args) as ws:
+        names = [args.model] if args.model else active_models(ws)
+        if not names:
+            raise ModelError(f"no active model in {ws.root}; add one with `medviewer models add`")
+        for name in names:
+            print(f"model {name}:", file=sys.stderr)
+            try:
+                r = run_batch(
+                    ws, name, device=args.device, batch_size=args.batch_size, on_progress=bar
+                )
+            except KeyboardInterrupt:
+                print(
+                    "\ninterrupted; what was proposed is saved, rerun to continue", file=sys.stderr
+                )
+                return 130
+            print(
+                f"{r.model} {r.version}: {r.proposed} proposed, {r.skipped} skipped "
+                f"(already done), {len(r.failed)} failed"
+            )
+            for image_id, reason in r.failed:
+                print(f"  image {image_id}: {reason}")
+            failed += len(r.failed)
+    return 1 if failed else 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    def workspace_option(p: argparse.ArgumentParser, default: object = None) -> None:
+        p.add_argument(
+            "--workspace",
+            type=Path,
+            default=default,
+            help="workspace folder (default: $MEDVIEWER_WORKSPACE or user data)",
+        )
+
+    models = sub.add_parser("models", help="model versions kept in the workspace")
+    workspace_option(models)
+    verbs = models.add_subparsers(dest="verb", required=True)
+
+    def verb(name: str, func: object, help: str) -> argparse.ArgumentParser:
+        p = verbs.add_parser(name, help=help)
+        # SUPPRESS: given after the verb it counts, but it never resets one given before it.
+        workspace_option(p, argparse.SUPPRESS)
+        p.set_defaults(func=func)
+        return p
+
+    verb("list", cmd_list, "every version of every model; * marks the active ones")
+    verb("show", cmd_show, "spec and versions of one model").add_argument("name")
+    act = verb("activate", cmd_activate, "make a version the one that runs")
+    act.add_argument("name")
+    act.add_argument("version")
+    verb("rollback", cmd_rollback, "re-activate the previously active version").add_argument("name")
+    add = verb("add", cmd_add, "copy a model (spec + weights) into the workspace")
+    add.add_argument("spec", type=Path, help="model spec JSON")
+    add.add_argument("--weights", type=Path, help="safetensors/.pth file or checkpoint folder")
+    add.add_argument("--version", help="version name (default: next vN)")
+    add.add_argument("--inactive", action="store_true", help="register without activating")
+
+    infer = sub.add_parser("infer", help="run active models over every image (resumable)")
+    workspace_option(infer)
+    infer.add_argument("--model", help="model name (default: every active model)")
+    infer.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    infer.add_argument("--batch-size", type=int, default=4)
+    infer.set_defaults(func=cmd_infer)
