@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medviewer.workspace.classes import ClassResolver
 from medviewer.workspace.export import (
-    ClassResolver,
     ExportError,
     ExportReport,
     chosen_mask,

@@ -30,11 +30,10 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 import medviewer
+from medviewer.workspace.classes import ClassResolver, Palette
 from medviewer.workspace.export import (
-    ClassResolver,
     ExportError,
     ExportReport,
-    Palette,
     UniqueNames,
     chosen_mask,
     describe_image,

@@ -10,11 +10,10 @@ import cv2
 import numpy as np
 
 from medviewer.imaging import ImageLoader, ImageLoadError, UnreadableFile, render
+from medviewer.workspace.classes import ClassResolver, Palette
 from medviewer.workspace.export import (
-    ClassResolver,
     ExportError,
     ExportReport,
-    Palette,
     UniqueNames,
     chosen_mask,
     describe_image,
