@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from medviewer import __version__
-from medviewer.cli import imaging, models, workspace
+from medviewer.cli import gui, imaging, models, workspace
 from medviewer.imaging import ImageLoadError
 from medviewer.inference.errors import InferenceError
 from medviewer.models.errors import ModelError
@@ -17,10 +17,13 @@ from medviewer.workspace import WorkspaceError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medviewer", description=__doc__)
     parser.add_argument("--version", action="version", version=f"medviewer {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    gui.add_gui_options(parser)  # `medviewer` alone opens the app on the last workspace
+    parser.set_defaults(func=gui.cmd_gui)
+    sub = parser.add_subparsers(dest="command")
     imaging.add_commands(sub)
     workspace.add_commands(sub)
     models.add_commands(sub)
+    gui.add_commands(sub)
     return parser
 
 

@@ -1,0 +1,135 @@
+"""The app's side of inference: starts the runner off the GUI thread (importing torch takes
+seconds), asks it for proposals of the image on screen and the next ones, and reports back on
+the GUI thread through the Future bridge."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, Signal
+
+from medviewer.imaging import ImageLoader
+
+if TYPE_CHECKING:
+    from medviewer.inference.runner import InferenceRunner
+    from medviewer.qt.workers import Workers
+    from medviewer.workspace import Workspace
+
+
+class RunnerHost(QObject):
+    sig_ready = Signal(str)  # device description
+    sig_jobs_changed = Signal(int)  # requests in flight
+    sig_error = Signal(str)
+
+    def __init__(self, ws: Workspace, workers: Workers, device: str = "auto") -> None:
+        super().__init__()
+        self.ws = ws
+        self.workers = workers
+        self.device = device
+        self.loader = ImageLoader()
+        self.runner: InferenceRunner | None = None
+        self.versions: dict[str, str] = {}  # model name -> loaded version
+        self._waiting: list[tuple[int, bool, Callable[[int], Any]]] = []
+        self._in_flight: set[Future] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> Future:
+        return self.workers.load(self._start, then=self._started)
+
+    def _start(self) -> str:
+        from medviewer.inference.batch import active_models
+        from medviewer.inference.device import describe
+        from medviewer.inference.runner import InferenceRunner
+
+        runner = InferenceRunner(self.ws, device=self.device, loader=self.loader)
+        for name in active_models(self.ws):
+            self.versions[name] = runner.load(name)
+        self.runner = runner
+        return describe(runner.device)
+
+    def _started(self, future: Future) -> None:
+        try:
+            device = future.result()
+        except Exception as e:  # noqa: BLE001 - the viewer works without AI
+            self.sig_error.emit(f"models could not be loaded: {e}")
+            return
+        self.sig_ready.emit(device)
+        waiting, self._waiting = self._waiting, []
+        for image_id, on_screen, then in waiting:
+            self.propose(image_id, on_screen, then)
+
+    def reload(self, name: str) -> Future:
+        """After activating another version: load it, then re-run the image on screen."""
+
+        def load() -> str:
+            assert self.runner is not None
+            self.versions[name] = self.runner.load(name)
+            return name
+
+        return self.workers.load(
+            load, then=lambda f: f.exception() and self.sig_error.emit(str(f.exception()))
+        )
+
+    def models_for(self, image_id: int) -> list[str]:
+        """Models that have proposed on this image before; else the only active model, if one.
+
+        A workspace can hold models for different tasks (chest, fundus): running all of them on
+        every image would put a fundus classifier's labels on a chest radiograph.
+        """
+        rows = self.ws.db.execute(
+            "SELECT DISTINCT model_name FROM revisions WHERE image = ? AND source = 'ai'",
+            (image_id,),
+        )
+        used = [r[0] for r in rows if r[0] in self.versions]
+        if used:
+            return used
+        return list(self.versions) if len(self.versions) == 1 else []
+
+    def has_proposal(self, image_id: int, name: str) -> bool:
+        row = self.ws.db.execute(
+            "SELECT 1 FROM revisions WHERE image = ? AND source = 'ai' AND model_name = ?"
+            " AND model_version = ? LIMIT 1",
+            (image_id, name, self.versions[name]),
+        ).fetchone()
+        return row is not None
+
+    def propose(self, image_id: int, on_screen: bool, then: Callable[[int], Any]) -> None:
+        """Queue a proposal from each relevant model unless this version already made one."""
+        if self.runner is None:
+            self._waiting.append((image_id, on_screen, then))
+            return
+        from medviewer.inference.runner import ON_SCREEN, PREFETCH
+
+        for name in self.models_for(image_id):
+            if self.has_proposal(image_id, name):
+                continue
+            future = self.runner.submit(image_id, ON_SCREEN if on_screen else PREFETCH, model=name)
+            self._track(future)
+            self.workers.bridge.watch(future, lambda f, i=image_id: self._proposed(f, i, then))
+
+    def _proposed(self, future: Future, image_id: int, then: Callable[[int], Any]) -> None:
+        try:
+            future.result()
+        except Exception as e:  # noqa: BLE001 - one image's failure is a message, not a crash
+            self.sig_error.emit(str(e))
+            return
+        then(image_id)
+
+    def _track(self, future: Future) -> None:
+        with self._lock:
+            self._in_flight.add(future)
+        self.sig_jobs_changed.emit(len(self._in_flight))
+
+        def untrack(f: Future) -> None:
+            with self._lock:
+                self._in_flight.discard(f)
+            self.sig_jobs_changed.emit(len(self._in_flight))
+
+        self.workers.bridge.watch(future, untrack)
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close(wait=False)

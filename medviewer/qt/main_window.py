@@ -1,0 +1,274 @@
+"""The main window: worklist | image view | labels and models, toolbar, shortcuts, status bar."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSlider,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from medviewer.imaging.display import PRESETS
+from medviewer.qt.inference import RunnerHost
+from medviewer.qt.panels.labels import LabelsPanel
+from medviewer.qt.panels.models import ModelsPanel
+from medviewer.qt.panels.worklist import WorklistPanel
+from medviewer.qt.review import ReviewController
+from medviewer.qt.tools import ToolController
+from medviewer.qt.viewer.image_view import ImageView
+from medviewer.qt.workers import Workers
+
+if TYPE_CHECKING:
+    from medviewer.imaging import Image
+    from medviewer.workspace import Workspace
+    from medviewer.workspace.review import ReviewState
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self, ws: Workspace, author: str, settings: QSettings, device: str = "auto"
+    ) -> None:
+        super().__init__()
+        self.ws = ws
+        self.settings = settings
+        self.setWindowTitle(f"medviewer: {ws.root}")
+        self.workers = Workers()
+        self.host = RunnerHost(ws, self.workers, device)
+        self.review = ReviewController(ws, self.workers, self.host, author)
+        self.view = ImageView()
+        self.tools = ToolController(self.view, self.review)
+        self.worklist = WorklistPanel()
+        self.labels = LabelsPanel()
+        self.models = ModelsPanel()
+        self.setCentralWidget(self.view)
+        self._dock("Worklist", self.worklist, Qt.DockWidgetArea.LeftDockWidgetArea)
+        side = QWidget()
+        side_layout = QVBoxLayout(side)
+        side_layout.addWidget(self.labels)
+        side_layout.addWidget(self.models)
+        self._dock("Review", side, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._status_widgets()
+        self._toolbar()
+        self._shortcuts()
+        self._connect()
+        self.refresh_worklist()
+        self.models.show_models(ws.models.list())
+        self.host.start()
+        geometry = settings.value("geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+
+    # -- layout ------------------------------------------------------------------------
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title)
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+
+    def _status_widgets(self) -> None:
+        self.device_label = QLabel("loading models...")
+        self.jobs_label = QLabel("")
+        self.save_label = QLabel("")
+        self.cursor_label = QLabel("")
+        bar = self.statusBar()
+        for w in (self.cursor_label, self.jobs_label, self.save_label, self.device_label):
+            bar.addPermanentWidget(w)
+        self._save_clock = QTimer(self)
+        self._save_clock.timeout.connect(self._show_save_state)
+        self._save_clock.start(1000)
+
+    def _toolbar(self) -> None:
+        bar = QToolBar("Tools")
+        bar.setObjectName("Tools")
+        self.addToolBar(bar)
+        group = QActionGroup(self)
+        self.tool_actions: dict[str, QAction] = {}
+        for name, key in (("brush", "B"), ("eraser", "E"), ("polygon", "P"), ("fill", "F")):
+            action = QAction(name.capitalize(), self, checkable=True)
+            action.setShortcut(QKeySequence(key))
+            action.triggered.connect(lambda _=False, n=name: self.tools.set_tool(n))
+            group.addAction(action)
+            bar.addAction(action)
+            self.tool_actions[name] = action
+        self.tool_actions["brush"].setChecked(True)
+        bar.addSeparator()
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(int(self.settings.value("opacity", 50)))
+        self.opacity.setMaximumWidth(120)
+        self.opacity.valueChanged.connect(self._set_opacity)
+        bar.addWidget(QLabel(" Opacity "))
+        bar.addWidget(self.opacity)
+        self._set_opacity(self.opacity.value())
+        self.contour_action = QAction("Contours", self, checkable=True)
+        self.contour_action.toggled.connect(self._set_contours)
+        self.compare_action = QAction("Show AI proposal", self, checkable=True)
+        self.compare_action.toggled.connect(self._set_compare)
+        for action in (self.contour_action, self.compare_action):
+            bar.addAction(action)
+        bar.addSeparator()
+        for name, window in PRESETS.items():
+            action = QAction(name.capitalize(), self)
+            action.triggered.connect(lambda _=False, w=window: self.view.set_window(w))
+            bar.addAction(action)
+        bar.addSeparator()
+        for text, status in (("Approve", "approved"), ("Reject", "rejected")):
+            action = QAction(text, self)
+            action.setShortcut(QKeySequence(text[0]))
+            action.triggered.connect(lambda _=False, s=status: self.review.set_status(s))
+            bar.addAction(action)
+
+    def _shortcuts(self) -> None:
+        def add(key: str, slot) -> None:  # noqa: ANN001
+            action = QAction(self)
+            action.setShortcut(QKeySequence(key))
+            action.triggered.connect(slot)
+            self.addAction(action)
+
+        add("Ctrl+Z", self.tools.undo)
+        add("Ctrl+Shift+Z", self.tools.redo)
+        add("Ctrl+S", self.review.save_now)
+        add("Space", lambda: self.set_overlays_visible(not self.view.mask_item.isVisible()))
+        add("H", self.toggle_heatmap)
+        add("N", lambda: self.step(1))
+        add("Shift+N", lambda: self.step(-1))
+        add("[", lambda: self.tools.change_radius(-1))
+        add("]", lambda: self.tools.change_radius(1))
+        add("Return", self.tools.close_polygon)
+        add("Escape", self.tools.cancel_polygon)
+        for k in range(1, 10):
+            add(str(k), lambda _=False, v=k: self.tools.set_class(v))
+
+    def _connect(self) -> None:
+        self.worklist.sig_image_chosen.connect(self.open_image)
+        self.worklist.sig_query_changed.connect(lambda _: self.refresh_worklist())
+        self.review.sig_loaded.connect(self._show_review)
+        self.review.sig_mask_changed.connect(self.view.mask_item.update_rect)
+        self.review.sig_row_changed.connect(self._refresh_row)
+        self.review.sig_save_failed.connect(self._save_failed)
+        self.review.sig_saved.connect(lambda _: self._show_save_state())
+        self.review.sig_error.connect(self._error)
+        self.labels.sig_labels_changed.connect(self.review.set_labels)
+        self.models.sig_activate.connect(self._activate_model)
+        self.host.sig_ready.connect(self.device_label.setText)
+        self.host.sig_error.connect(self._error)
+        self.host.sig_jobs_changed.connect(
+            lambda n: self.jobs_label.setText(f"AI: {n} running" if n else "")
+        )
+        self.view.sig_cursor.connect(self.cursor_label.setText)
+        self.view.box.sig_scroll.connect(self.step)
+
+    # -- actions -----------------------------------------------------------------------
+
+    def refresh_worklist(self) -> None:
+        self.worklist.model.set_rows(self.ws.images(self.worklist.query()))
+
+    def _refresh_row(self, image_id: int) -> None:
+        self.worklist.model.update_row(self.ws.image(image_id))
+
+    def open_image(self, image_id: int) -> None:
+        self.settings.setValue("last_image", image_id)
+        self.worklist.select(image_id)
+        self.review.open_image(image_id)
+        self.review.prefetch(self.worklist.following(image_id, 2))
+
+    def step(self, delta: int) -> None:
+        current = self.review.pending_id
+        nxt = self.worklist.neighbour(current, delta)
+        if nxt is not None and nxt != current:
+            self.open_image(nxt)
+
+    def _show_review(self, state: ReviewState, image: Image) -> None:
+        same = self.view.image is not None and self.view.image.source == image.source
+        self.view.set_image(image, self.view.window if same else None, keep_view=same)
+        colours = list(state.palette.colors)
+        self.view.mask_item.set_mask(state.mask, colours)
+        self.view.proposal_item.set_mask(state.proposal, colours)
+        self.view.set_heatmap(None)
+        self.labels.show_labels(
+            self._label_names(state), state.labels, state.probabilities, state.gate
+        )
+        self.tools.reset()
+        title = (
+            f"{state.image.patient_name} | {state.image.series_description} | {state.image.path}"
+        )
+        self.setWindowTitle(f"medviewer: {title}")
+
+    def _label_names(self, state: ReviewState) -> list[str]:
+        names = list(state.probabilities) + [
+            k for k in state.labels if k not in state.probabilities
+        ]
+        if not names:
+            for m in self.ws.models.list():
+                if m.active and m.name in self.host.models_for(state.image.id):
+                    names += [label for label in m.spec.get("labels", []) if label not in names]
+        return names
+
+    def set_overlays_visible(self, on: bool) -> None:
+        self.view.mask_item.setVisible(on)
+        self.view.proposal_item.setVisible(on and self.compare_action.isChecked())
+
+    def toggle_heatmap(self) -> None:
+        self.view.heat_item.setVisible(not self.view.heat_item.isVisible())
+
+    def _set_opacity(self, value: int) -> None:
+        self.view.mask_item.setOpacity(value / 100)
+        self.view.proposal_item.setOpacity(value / 100)
+        self.settings.setValue("opacity", value)
+
+    def _set_contours(self, on: bool) -> None:
+        self.view.mask_item.set_contours(on)
+        self.view.proposal_item.set_contours(True)
+
+    def _set_compare(self, on: bool) -> None:
+        self.view.proposal_item.set_contours(True)
+        self.view.proposal_item.setVisible(on and self.view.mask_item.isVisible())
+
+    def _activate_model(self, name: str, version: str) -> None:
+        self.ws.models.activate(name, version)
+        self.models.show_models(self.ws.models.list())
+        future = self.host.reload(name)
+        if self.review.state is not None:
+            image_id = self.review.state.image.id
+            self.workers.bridge.watch(
+                future, lambda f: self.host.propose(image_id, True, self.review._proposal_ready)
+            )
+
+    def _show_save_state(self) -> None:
+        if self.review.save_error:
+            self.save_label.setText("<b style='color:#c00'>NOT SAVED</b>")
+        elif self.review.session is not None and self.review.session.dirty:
+            self.save_label.setText("unsaved changes")
+        elif self.review.last_saved:
+            self.save_label.setText(f"saved {int(time.time() - self.review.last_saved)} s ago")
+
+    def _save_failed(self, message: str) -> None:
+        self._show_save_state()
+        self.statusBar().showMessage(
+            f"Save failed, will retry; your edit is kept: {message}", 10000
+        )
+
+    def _error(self, message: str) -> None:
+        self.statusBar().showMessage(message, 15000)
+        if self.isVisible() and not self.settings.value("quiet_errors", False, type=bool):
+            box = QMessageBox(QMessageBox.Icon.Warning, "medviewer", message, parent=self)
+            box.setModal(False)
+            box.show()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        self.review.flush()
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.host.close()
+        self.workers.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,1 @@
+"""Side panels: worklist, labels, models."""

@@ -1,0 +1,156 @@
+"""The worklist: one row per image with its AI finding and review state, sorted and filtered."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from medviewer.workspace import ImageQuery, ImageRow
+
+COLUMNS = (
+    "Patient", "Study", "Series", "Mod", "Image", "AI", "P", "Uncert.", "Status", "Edited by",
+    "When",
+)  # fmt: skip
+STATUS_FILTERS = {
+    "All": None,
+    "Unreviewed": ["unreviewed"],
+    "In progress": ["in_progress"],
+    "To review": ["unreviewed", "in_progress"],
+    "Approved": ["approved"],
+    "Rejected": ["rejected"],
+}
+FINDING_FILTERS = {"Any AI result": None, "AI: finding": True, "AI: no finding": False}
+ORDERS = {
+    "Study order": ("study", False),
+    "Most uncertain first": ("uncertainty", True),
+    "Highest probability first": ("probability", True),
+    "Last edited first": ("last_edited", True),
+}
+
+
+def _cell(row: ImageRow, column: int) -> str:
+    finding = {True: "finding", False: "none", None: ""}[row.ai_finding]
+    values = (
+        row.patient_name or row.patient_id,
+        row.study_description or row.study_uid[-12:],
+        row.series_description or row.series_uid[-12:],
+        row.modality,
+        f"{row.position + 1}" + (f" f{row.frame + 1}" if row.frame else ""),
+        finding,
+        "" if row.ai_probability is None else f"{row.ai_probability:.2f}",
+        "" if row.ai_uncertainty is None else f"{row.ai_uncertainty:.2f}",
+        row.status.replace("_", " "),
+        row.last_author or "",
+        time.strftime("%Y-%m-%d %H:%M", time.localtime(row.last_time)) if row.last_time else "",
+    )
+    return values[column]
+
+
+class WorklistModel(QAbstractTableModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[ImageRow] = []
+
+    def set_rows(self, rows: list[ImageRow]) -> None:
+        self.beginResetModel()
+        self.rows = rows
+        self.endResetModel()
+
+    def update_row(self, row: ImageRow) -> None:
+        for i, old in enumerate(self.rows):
+            if old.id == row.id:
+                self.rows[i] = row
+                self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return len(COLUMNS)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = 0) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and index.isValid():
+            return _cell(self.rows[index.row()], index.column())
+        return None
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:  # noqa: N802
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return COLUMNS[section]
+        return None
+
+
+class WorklistPanel(QWidget):
+    """Filters above a table; emits the id of the image the clinician picks."""
+
+    sig_image_chosen = Signal(int)
+    sig_query_changed = Signal(object)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = WorklistModel()
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.clicked.connect(
+            lambda idx: self.sig_image_chosen.emit(self.model.rows[idx.row()].id)
+        )
+        self.status = QComboBox()
+        self.status.addItems(list(STATUS_FILTERS))
+        self.finding = QComboBox()
+        self.finding.addItems(list(FINDING_FILTERS))
+        self.order = QComboBox()
+        self.order.addItems(list(ORDERS))
+        filters = QHBoxLayout()
+        for combo in (self.status, self.finding, self.order):
+            combo.currentIndexChanged.connect(lambda _=0: self.sig_query_changed.emit(self.query()))
+            filters.addWidget(combo)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(filters)
+        layout.addWidget(self.table)
+
+    def query(self) -> ImageQuery:
+        order, descending = ORDERS[self.order.currentText()]
+        return ImageQuery(
+            status=STATUS_FILTERS[self.status.currentText()],
+            ai_finding=FINDING_FILTERS[self.finding.currentText()],
+            order=order,
+            descending=descending,
+        )
+
+    def select(self, image_id: int) -> None:
+        for i, row in enumerate(self.model.rows):
+            if row.id == image_id:
+                self.table.selectRow(i)
+                self.table.scrollTo(self.model.index(i, 0))
+                return
+
+    def neighbour(self, image_id: int | None, step: int) -> int | None:
+        """The id `step` rows away in the current order (N / Shift+N)."""
+        ids = [r.id for r in self.model.rows]
+        if not ids:
+            return None
+        if image_id not in ids:
+            return ids[0]
+        k = ids.index(image_id) + step
+        return ids[k] if 0 <= k < len(ids) else None
+
+    def following(self, image_id: int | None, count: int) -> list[int]:
+        """The next `count` ids after this one: what to prefetch."""
+        ids = [r.id for r in self.model.rows]
+        k = ids.index(image_id) + 1 if image_id in ids else 0
+        return ids[k : k + count]

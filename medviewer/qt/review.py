@@ -1,0 +1,174 @@
+"""The image under review: loads it off the GUI thread, routes tool input to the Qt-free edit
+session, autosaves (debounced, on navigation, on close) and asks the runner for proposals."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from medviewer.editing.session import EditSession
+from medviewer.imaging import Image
+from medviewer.workspace.classes import ClassResolver
+from medviewer.workspace.review import ReviewState, load_review, save_labels_edit, save_mask_edit
+
+if TYPE_CHECKING:
+    from medviewer.qt.inference import RunnerHost
+    from medviewer.qt.workers import Workers
+    from medviewer.workspace import Workspace
+
+AUTOSAVE_MS = 1500  # after the last stroke: at most ~2 s of work is ever unsaved
+RETRY_MS = 5000  # after a failed save; the edit stays in memory meanwhile
+
+
+class ReviewController(QObject):
+    sig_loaded = Signal(object, object)  # ReviewState, Image
+    sig_mask_changed = Signal(object)  # changed rect (y0, x0, y1, x1) or None for everything
+    sig_saved = Signal(float)  # when
+    sig_save_failed = Signal(str)
+    sig_row_changed = Signal(int)  # image id whose worklist row needs refreshing
+    sig_error = Signal(str)
+
+    def __init__(self, ws: Workspace, workers: Workers, host: RunnerHost, author: str) -> None:
+        super().__init__()
+        self.ws = ws
+        self.workers = workers
+        self.host = host
+        self.author = author
+        self.loader = host.loader
+        self.resolver = ClassResolver(ws)
+        self.state: ReviewState | None = None
+        self.image: Image | None = None
+        self.session: EditSession | None = None
+        self.pending_id: int | None = None
+        self.last_saved: float | None = None
+        self.save_error: str | None = None
+        self._saving_version: int | None = None
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self.save_now)
+
+    # -- navigation --------------------------------------------------------------------
+
+    def open_image(self, image_id: int) -> Future:
+        """Save what is open, then load the next image in the background."""
+        self.save_now()
+        self.pending_id = image_id
+        return self.workers.load(self._load, image_id, then=self._loaded)
+
+    def _load(self, image_id: int) -> tuple[ReviewState, Image]:
+        state = load_review(self.ws, image_id, self.resolver)
+        return state, self.loader.image(self.ws.frame_ref(image_id))
+
+    def _loaded(self, future: Future) -> None:
+        try:
+            state, image = future.result()
+        except Exception as e:  # noqa: BLE001 - shown to the user; the app keeps working
+            self.sig_error.emit(str(e))
+            return
+        if state.image.id != self.pending_id:
+            return  # the clinician already moved on
+        self.state, self.image = state, image
+        self.session = EditSession(state.mask, state.proposal)
+        self.sig_loaded.emit(state, image)
+        self.host.propose(state.image.id, on_screen=True, then=self._proposal_ready)
+
+    def prefetch(self, image_ids: list[int]) -> None:
+        """Decode the next images into the cache and queue their proposals behind this one."""
+        for image_id in image_ids:
+            ref = self.ws.frame_ref(image_id)
+            self.workers.loader.submit(self.loader.image, ref)
+            self.host.propose(image_id, on_screen=False, then=self._proposal_ready)
+
+    def _proposal_ready(self, image_id: int) -> None:
+        self.sig_row_changed.emit(image_id)
+        if self.state is None or self.state.image.id != image_id:
+            return
+        fresh = load_review(self.ws, image_id, self.resolver)
+        state = self.state
+        state.proposal, state.proposal_revision = fresh.proposal, fresh.proposal_revision
+        state.ai_labels, state.palette = fresh.ai_labels, fresh.palette
+        if self.session is not None and not self.session.dirty and not state.edited_by_human:
+            # Nothing of the clinician's on screen: show the new proposal as the mask to edit.
+            state.mask, state.mask_revision, state.labels = (
+                fresh.mask,
+                fresh.mask_revision,
+                fresh.labels,
+            )
+            self.session = EditSession(state.mask, state.proposal)
+        self.sig_loaded.emit(state, self.image)
+
+    # -- edits -------------------------------------------------------------------------
+
+    def edited(self, rect: tuple[int, int, int, int] | None) -> None:
+        """After any change: repaint, and autosave once the clinician pauses."""
+        self.sig_mask_changed.emit(rect)
+        self._timer.start(AUTOSAVE_MS)
+
+    def save_now(self) -> None:
+        """Queue a save of the current mask if it changed (Ctrl+S, navigation, autosave)."""
+        self._timer.stop()
+        session, state = self.session, self.state
+        if session is None or state is None or not session.dirty:
+            return
+        if self._saving_version == session.version:
+            return  # this exact content is already on its way
+        mask, version = session.mask.copy(), session.version  # a snapshot: edits may go on
+        self._saving_version = version
+
+        def done(f: Future) -> None:
+            self._saving_version = None
+            try:
+                f.result()
+            except Exception as e:  # noqa: BLE001 - disk full, read-only folder, ...
+                self.save_error = str(e)
+                self.sig_save_failed.emit(str(e))
+                self._timer.start(RETRY_MS)
+                return
+            session.mark_saved(version)
+            self.save_error = None
+            self.last_saved = time.time()
+            self.sig_saved.emit(self.last_saved)
+            self.sig_row_changed.emit(state.image.id)
+
+        self.workers.save(save_mask_edit, self.ws, state, mask, self.author, then=done)
+
+    def flush(self) -> None:
+        """On close: save and wait, so nothing is lost."""
+        self.save_now()
+        self.workers.saver.submit(lambda: None).result()
+
+    def set_labels(self, labels: dict[str, bool]) -> None:
+        if self.state is None:
+            return
+        state = self.state
+        self.workers.save(
+            save_labels_edit, self.ws, state, labels, self.author,
+            then=lambda f: self._after_save(f, state.image.id),
+        )  # fmt: skip
+
+    def set_status(self, status: str) -> None:
+        if self.state is None:
+            return
+        self.save_now()  # the approved mask must be the one on screen
+        image_id = self.state.image.id
+        self.workers.save(
+            lambda: self.ws.revisions.set_status(image_id, status, author=self.author),
+            then=lambda f: self._after_save(f, image_id),
+        )
+
+    def _after_save(self, future: Future, image_id: int) -> None:
+        try:
+            future.result()
+        except Exception as e:  # noqa: BLE001
+            self.sig_save_failed.emit(str(e))
+            return
+        self.last_saved = time.time()
+        self.sig_saved.emit(self.last_saved)
+        self.sig_row_changed.emit(image_id)
+
+    def proposal_mask(self) -> np.ndarray | None:
+        return self.state.proposal if self.state else None

@@ -1,0 +1,1 @@
+"""The image view: pyqtgraph ViewBox with the image, mask overlay and heatmap."""

@@ -1,0 +1,117 @@
+"""The window as a clinician uses it: paint, undo, redo, navigate, save, label, approve."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt
+
+from tests.qt.conftest import drag
+
+
+def _mask(win) -> np.ndarray:  # noqa: ANN001
+    return win.review.session.mask
+
+
+def test_paint_undo_redo(window, qtbot) -> None:  # noqa: ANN001
+    drag(window, [(10, 30), (20, 30), (40, 30), (60, 30)])
+    painted = _mask(window).copy()
+    assert painted[30, 10:60].all() and painted[5, 5] == 0
+    assert painted.sum() > 0 and window.review.session.dirty
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert _mask(window).sum() == 0  # the whole drag was one undo step
+    qtbot.keyClick(
+        window,
+        Qt.Key.Key_Z,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
+    assert np.array_equal(_mask(window), painted)
+
+
+def test_edit_is_saved_on_navigation_and_back(window, qtbot) -> None:  # noqa: ANN001
+    first = window.review.state.image.id
+    drag(window, [(10, 40), (50, 40)])
+    painted = _mask(window).copy()
+    qtbot.keyClick(window, Qt.Key.Key_N)
+    qtbot.waitUntil(lambda: window.review.state.image.id != first, timeout=10_000)
+    qtbot.keyClick(window, Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: window.review.state.image.id == first, timeout=10_000)
+    assert np.array_equal(_mask(window), painted)
+    final = window.ws.revisions.final(first)
+    assert final is not None and final.author == "dr.test"
+    assert np.array_equal(window.ws.revisions.read_mask(final), painted)
+
+
+def test_autosave_after_a_pause(window, qtbot) -> None:  # noqa: ANN001
+    image = window.review.state.image.id
+    drag(window, [(5, 50), (30, 50)])
+    qtbot.waitUntil(lambda: window.ws.revisions.final(image) is not None, timeout=5_000)
+    qtbot.waitUntil(lambda: not window.review.session.dirty, timeout=5_000)
+    assert "saved" in window.save_label.text()
+
+
+def test_ctrl_s_saves_at_once(window, qtbot) -> None:  # noqa: ANN001
+    image = window.review.state.image.id
+    drag(window, [(5, 50), (30, 50)])
+    qtbot.keyClick(window, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: window.ws.revisions.final(image) is not None, timeout=2_000)
+
+
+def test_approve_and_reject_keys(window, qtbot) -> None:  # noqa: ANN001
+    image = window.review.state.image.id
+    qtbot.keyClick(window, Qt.Key.Key_A)
+    qtbot.waitUntil(lambda: window.ws.image(image).status == "approved", timeout=5_000)
+    qtbot.keyClick(window, Qt.Key.Key_R)
+    qtbot.waitUntil(lambda: window.ws.image(image).status == "rejected", timeout=5_000)
+    row = next(r for r in window.worklist.model.rows if r.id == image)
+    assert row.status == "rejected"
+
+
+def test_tool_and_class_shortcuts(window, qtbot) -> None:  # noqa: ANN001
+    for key, tool in (
+        (Qt.Key.Key_E, "eraser"),
+        (Qt.Key.Key_P, "polygon"),
+        (Qt.Key.Key_F, "fill"),
+        (Qt.Key.Key_B, "brush"),
+    ):
+        qtbot.keyClick(window, key)
+        assert window.tools.tool == tool
+    qtbot.keyClick(window, Qt.Key.Key_3)
+    assert window.tools.value == 3
+    r = window.tools.radius
+    qtbot.keyClick(window, Qt.Key.Key_BracketRight)
+    assert window.tools.radius > r
+    qtbot.keyClick(window, Qt.Key.Key_BracketLeft)
+    assert window.tools.radius == r
+    drag(window, [(40, 20), (41, 20)])
+    assert _mask(window)[20, 40] == 3
+
+
+def test_eraser_polygon_and_fill(window, qtbot) -> None:  # noqa: ANN001
+    qtbot.keyClick(window, Qt.Key.Key_P)
+    for x, y in ((20, 20), (60, 20), (60, 50), (20, 50)):
+        drag(window, [(x, y)])
+    qtbot.keyClick(window, Qt.Key.Key_Return)
+    assert _mask(window)[35, 40] == 1 and _mask(window)[10, 10] == 0
+    qtbot.keyClick(window, Qt.Key.Key_E)
+    drag(window, [(30, 35), (50, 35)])
+    assert _mask(window)[35, 40] == 0 and _mask(window)[25, 40] == 1
+    qtbot.keyClick(window, Qt.Key.Key_F)
+    qtbot.keyClick(window, Qt.Key.Key_2)
+    drag(window, [(3, 3)])  # the bright top-left block is one intensity region
+    assert (_mask(window)[:8, :12] == 2).all() and _mask(window)[20, 20] != 2
+
+
+def test_space_toggles_overlays(window, qtbot) -> None:  # noqa: ANN001
+    assert window.view.mask_item.isVisible()
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert not window.view.mask_item.isVisible()
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert window.view.mask_item.isVisible()
+
+
+def test_worklist_click_opens_image(window, qtbot) -> None:  # noqa: ANN001
+    target = window.worklist.model.rows[2].id
+    index = window.worklist.model.index(2, 0)
+    rect = window.worklist.table.visualRect(index)
+    qtbot.mouseClick(window.worklist.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(lambda: window.review.state.image.id == target, timeout=10_000)
