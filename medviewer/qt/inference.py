@@ -45,9 +45,10 @@ class RunnerHost(QObject):
         from medviewer.inference.runner import InferenceRunner
 
         runner = InferenceRunner(self.ws, device=self.device, loader=self.loader)
-        for name in active_models(self.ws):
-            self.versions[name] = runner.load(name)
-        self.runner = runner
+        versions = {name: runner.load(name) for name in active_models(self.ws)}
+        old, self.runner, self.versions = self.runner, runner, versions
+        if old is not None:
+            old.close(wait=False)  # a restart (models added meanwhile): the old one lets go
         return describe(runner.device)
 
     def _started(self, future: Future) -> None:

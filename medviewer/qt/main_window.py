@@ -192,7 +192,7 @@ class MainWindow(QMainWindow):
     def _show_review(self, state: ReviewState, image: Image) -> None:
         same = self.view.image is not None and self.view.image.source == image.source
         self.view.set_image(image, self.view.window if same else None, keep_view=same)
-        colours = list(state.palette.colors)
+        colours = list(state.palette.extended(256).colors)  # any class value gets a colour
         self.view.mask_item.set_mask(state.mask, colours)
         self.view.proposal_item.set_mask(state.proposal, colours)
         self.view.set_heatmap(None)

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 
 from medviewer.workspace.errors import MaskMismatch
@@ -60,7 +61,13 @@ def _revision(r: tuple) -> Revision:
 
 def mask_summary(mask: np.ndarray) -> dict[str, int]:
     """Pixel count per class present, keyed by class index as text (JSON keys)."""
-    counts = np.bincount(mask.ravel(), minlength=1)
+    # np.bincount first widens every pixel to int64 (32 MB for 2048x2048); cv2.calcHist counts
+    # uint8 directly. Its float32 counts are exact below 2^24, hence blocks of rows.
+    counts = np.zeros(256, np.int64)
+    rows = max(1, (1 << 24) // max(1, mask.shape[1]))
+    for y in range(0, mask.shape[0], rows):
+        block = np.ascontiguousarray(mask[y : y + rows], dtype=np.uint8)
+        counts += cv2.calcHist([block], [0], None, [256], [0, 256]).ravel().astype(np.int64)
     return {str(k): int(n) for k, n in enumerate(counts) if n}
 
 

@@ -62,8 +62,10 @@ def test_approve_and_reject_keys(window, qtbot) -> None:  # noqa: ANN001
     qtbot.waitUntil(lambda: window.ws.image(image).status == "approved", timeout=5_000)
     qtbot.keyClick(window, Qt.Key.Key_R)
     qtbot.waitUntil(lambda: window.ws.image(image).status == "rejected", timeout=5_000)
-    row = next(r for r in window.worklist.model.rows if r.id == image)
-    assert row.status == "rejected"
+    def row_status() -> str:
+        return next(r for r in window.worklist.model.rows if r.id == image).status
+
+    qtbot.waitUntil(lambda: row_status() == "rejected", timeout=5_000)  # the worklist follows
 
 
 def test_tool_and_class_shortcuts(window, qtbot) -> None:  # noqa: ANN001
