@@ -48,7 +48,7 @@ class RunnerHost(QObject):
         versions = {name: runner.load(name) for name in active_models(self.ws)}
         old, self.runner, self.versions = self.runner, runner, versions
         if old is not None:
-            old.close(wait=False)  # a restart (models added meanwhile): the old one lets go
+            old.close(wait=True)  # a restart (models added meanwhile): the old one lets go
         return describe(runner.device)
 
     def _started(self, future: Future) -> None:
@@ -132,5 +132,7 @@ class RunnerHost(QObject):
         self.workers.bridge.watch(future, untrack)
 
     def close(self) -> None:
+        """Cancel queued requests and wait for the one in flight: a thread still inside torch
+        when the interpreter exits aborts the process."""
         if self.runner is not None:
-            self.runner.close(wait=False)
+            self.runner.close(wait=True)

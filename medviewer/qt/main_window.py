@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
@@ -189,9 +190,9 @@ class MainWindow(QMainWindow):
         if nxt is not None and nxt != current:
             self.open_image(nxt)
 
-    def _show_review(self, state: ReviewState, image: Image) -> None:
+    def _show_review(self, state: ReviewState, image: Image, shown: np.ndarray | None) -> None:
         same = self.view.image is not None and self.view.image.source == image.source
-        self.view.set_image(image, self.view.window if same else None, keep_view=same)
+        self.view.set_image(image, self.view.window if same else None, keep_view=same, shown=shown)
         colours = list(state.palette.extended(256).colors)  # any class value gets a colour
         self.view.mask_item.set_mask(state.mask, colours)
         self.view.proposal_item.set_mask(state.proposal, colours)

@@ -3,7 +3,9 @@ session, autosaves (debounced, on navigation, on close) and asks the runner for 
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
@@ -11,7 +13,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from medviewer.editing.session import EditSession
-from medviewer.imaging import Image
+from medviewer.imaging import Image, render
 from medviewer.workspace.classes import ClassResolver
 from medviewer.workspace.review import ReviewState, load_review, save_labels_edit, save_mask_edit
 
@@ -22,10 +24,11 @@ if TYPE_CHECKING:
 
 AUTOSAVE_MS = 1500  # after the last stroke: at most ~2 s of work is ever unsaved
 RETRY_MS = 5000  # after a failed save; the edit stays in memory meanwhile
+SHOWN_KEPT = 6  # rendered images kept: the current one, the prefetched ones, the last ones
 
 
 class ReviewController(QObject):
-    sig_loaded = Signal(object, object)  # ReviewState, Image
+    sig_loaded = Signal(object, object, object)  # ReviewState, Image, render(image) or None
     sig_mask_changed = Signal(object)  # changed rect (y0, x0, y1, x1) or None for everything
     sig_saved = Signal(float)  # when
     sig_save_failed = Signal(str)
@@ -47,6 +50,8 @@ class ReviewController(QObject):
         self.last_saved: float | None = None
         self.save_error: str | None = None
         self._saving_version: int | None = None
+        self._shown: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._shown_lock = threading.Lock()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.save_now)
@@ -59,13 +64,28 @@ class ReviewController(QObject):
         self.pending_id = image_id
         return self.workers.load(self._load, image_id, then=self._loaded)
 
-    def _load(self, image_id: int) -> tuple[ReviewState, Image]:
+    def _load(self, image_id: int) -> tuple[ReviewState, Image, np.ndarray]:
         state = load_review(self.ws, image_id, self.resolver)
-        return state, self.loader.image(self.ws.frame_ref(image_id))
+        image, shown = self._display(image_id)
+        return state, image, shown
+
+    def _display(self, image_id: int) -> tuple[Image, np.ndarray]:
+        """Decoded pixels and their default rendering, made off the GUI thread and kept for
+        the few images around the current one (pixels never change, so neither does this)."""
+        image = self.loader.image(self.ws.frame_ref(image_id))
+        with self._shown_lock:
+            shown = self._shown.get(image.source)
+        if shown is None:
+            shown = render(image)
+            with self._shown_lock:
+                self._shown[image.source] = shown
+                while len(self._shown) > SHOWN_KEPT:
+                    self._shown.popitem(last=False)
+        return image, shown
 
     def _loaded(self, future: Future) -> None:
         try:
-            state, image = future.result()
+            state, image, shown = future.result()
         except Exception as e:  # noqa: BLE001 - shown to the user; the app keeps working
             self.sig_error.emit(str(e))
             return
@@ -73,14 +93,13 @@ class ReviewController(QObject):
             return  # the clinician already moved on
         self.state, self.image = state, image
         self.session = EditSession(state.mask, state.proposal)
-        self.sig_loaded.emit(state, image)
+        self.sig_loaded.emit(state, image, shown)
         self.host.propose(state.image.id, on_screen=True, then=self._proposal_ready)
 
     def prefetch(self, image_ids: list[int]) -> None:
         """Decode the next images into the cache and queue their proposals behind this one."""
         for image_id in image_ids:
-            ref = self.ws.frame_ref(image_id)
-            self.workers.loader.submit(self.loader.image, ref)
+            self.workers.loader.submit(self._display, image_id)
             self.host.propose(image_id, on_screen=False, then=self._proposal_ready)
 
     def _proposal_ready(self, image_id: int) -> None:
@@ -99,7 +118,7 @@ class ReviewController(QObject):
                 fresh.labels,
             )
             self.session = EditSession(state.mask, state.proposal)
-        self.sig_loaded.emit(state, self.image)
+        self.sig_loaded.emit(state, self.image, None)
 
     # -- edits -------------------------------------------------------------------------
 

@@ -111,7 +111,7 @@ class ToolController(QObject):
             self.review.edited(self.review.session.clear())
 
     def _fill_image(self) -> np.ndarray:
-        values = self.view._values
+        values = self.view.values
         if values is not None:
             return values
         assert self.view.image is not None

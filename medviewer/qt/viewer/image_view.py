@@ -98,14 +98,30 @@ class ImageView(pg.GraphicsView):
     # -- content -----------------------------------------------------------------------
 
     def set_image(
-        self, image: Image, window: Window | None = None, keep_view: bool = False
+        self,
+        image: Image,
+        window: Window | None = None,
+        keep_view: bool = False,
+        shown: np.ndarray | None = None,
     ) -> None:
+        """Show an image; `shown` is render(image) already made off the GUI thread."""
         self.image = image
-        self._values = None if image.is_colour else modality_values(image)
+        self._values = None
         self.window = window or (None if image.is_colour else default_window(image))
-        self._render()
+        if shown is not None and window is None:
+            self.image_item.setImage(shown, autoLevels=False, levels=(0, 255))
+        else:
+            self._render()
         if not keep_view:
             self.box.autoRange(padding=0)
+
+    @property
+    def values(self) -> np.ndarray | None:
+        """Modality values (e.g. HU) for the cursor readout, window/level and fill; computed on
+        first use, as most images are only looked at."""
+        if self._values is None and self.image is not None and not self.image.is_colour:
+            self._values = modality_values(self.image)
+        return self._values
 
     def set_window(self, window: Window) -> None:
         self.window = window
@@ -120,9 +136,9 @@ class ImageView(pg.GraphicsView):
 
     def _drag_window(self, dx: float, dy: float) -> None:
         """Right-drag: horizontal changes the width, vertical the centre (as PACS viewers do)."""
-        if self.window is None or self._values is None:
+        if self.window is None or self.values is None:
             return
-        span = float(np.ptp(self._values)) or 1.0
+        span = float(np.ptp(self.values)) or 1.0
         step = span / 1000.0
         w = self.window
         self.set_window(Window(w.center + dy * step, max(1.0, w.width + dx * step * 2), "manual"))
@@ -148,6 +164,7 @@ class ImageView(pg.GraphicsView):
         x, y = int(np.floor(p.x())), int(np.floor(p.y()))
         h, w = self.image.pixels.shape[:2]
         if 0 <= x < w and 0 <= y < h:
-            value = self._values[y, x] if self._values is not None else self.image.pixels[y, x]
+            values = self.values
+            value = values[y, x] if values is not None else self.image.pixels[y, x]
             shown = np.round(value, 2) if np.ndim(value) == 0 else tuple(np.asarray(value).tolist())
             self.sig_cursor.emit(f"x {x}, y {y}: {shown}")
