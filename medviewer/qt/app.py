@@ -47,6 +47,7 @@ def run_app(
     start = int(last) if last is not None and int(last) in ids else (ids[0] if ids else None)
     if start is not None:
         window.open_image(start)  # after a crash: back at the same image, autosaves and all
+        print(f"opened image {start} of {len(ids)} in {ws.root}")
     if screenshot is not None:
         _screenshot_when_ready(window, screenshot, app)
     code = app.exec()
