@@ -53,16 +53,11 @@ def test_crash_reopens_at_the_same_image_with_autosaved_work(tmp_path: Path, stu
         mask[10:20, 10:20] = 1
         ws.revisions.save_mask(image, mask, source="human", author="dr")
     code = (
-        "import sys; from PySide6.QtCore import QSettings; from medviewer.qt.app import settings;"
-        f" s = settings(); s.setValue('last_workspace', {str(ws_dir)!r}); s.setValue('last_image', {image}); s.sync()"
+        "from medviewer.qt.app import settings; s = settings();"
+        f" s.setValue('last_workspace', {str(ws_dir)!r});"
+        f" s.setValue('last_image', {image}); s.sync()"
     )
-    env = {
-        **os.environ,
-        "QT_QPA_PLATFORM": "offscreen",
-        "XDG_CONFIG_HOME": str(tmp_path),
-        "HOME": str(tmp_path),
-    }
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+    subprocess.run([sys.executable, "-c", code], check=True, env=_env(tmp_path), timeout=120)
     # Session 2: plain `medviewer` opens the last workspace at the last image.
     probe = tmp_path / "probe.png"
     proc = _run(["--screenshot", str(probe)], tmp_path)
