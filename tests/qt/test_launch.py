@@ -13,14 +13,18 @@ import numpy as np
 from medviewer.workspace import Workspace
 
 
-def _run(args: list[str], home: Path) -> subprocess.CompletedProcess:
+def _env(home: Path) -> dict[str, str]:
     # A private settings folder: the test must not read or write the user's QSettings.
-    env = {
+    return {
         **os.environ,
         "QT_QPA_PLATFORM": "offscreen",
         "XDG_CONFIG_HOME": str(home),
         "HOME": str(home),
     }
+
+
+def _run(args: list[str], home: Path) -> subprocess.CompletedProcess:
+    env = _env(home)
     return subprocess.run(
         [sys.executable, "-m", "medviewer.cli", *args],
         capture_output=True,
