@@ -62,6 +62,7 @@ def test_approve_and_reject_keys(window, qtbot) -> None:  # noqa: ANN001
     qtbot.waitUntil(lambda: window.ws.image(image).status == "approved", timeout=5_000)
     qtbot.keyClick(window, Qt.Key.Key_R)
     qtbot.waitUntil(lambda: window.ws.image(image).status == "rejected", timeout=5_000)
+
     def row_status() -> str:
         return next(r for r in window.worklist.model.rows if r.id == image).status
 
