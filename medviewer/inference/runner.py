@@ -44,6 +44,13 @@ class _Request:
 _STOP = object()
 
 
+@dataclass(frozen=True)
+class _Call:
+    """Work other than a proposal that needs the model, e.g. Grad-CAM: fn(engine)."""
+
+    fn: Callable[[Engine], Any]
+
+
 class _Worker:
     """One model (plus its two-stage classifier) driven by exactly one thread."""
 
@@ -65,6 +72,9 @@ class _Worker:
             if req.target is _STOP:
                 _drain(self.queue)  # anything put back by _more_batch while closing
                 return
+            if isinstance(req.target, _Call):
+                self._call(req)
+                continue
             group = [req]
             if req.priority == BATCH:
                 group += self._more_batch(self.engine.batch_size - 1)
@@ -78,6 +88,19 @@ class _Worker:
                 for r in group:
                     if r.future.running():
                         r.future.set_exception(e)
+
+    def stop(self) -> None:
+        """Cancel what is queued; the thread ends after the request in flight."""
+        _drain(self.queue)
+        self.queue.put(_Request(-1, -1, _STOP, Future(), False))
+
+    def _call(self, req: _Request) -> None:
+        if not req.future.set_running_or_notify_cancel():
+            return
+        try:
+            req.future.set_result(req.target.fn(self.engine))
+        except BaseException as e:  # noqa: BLE001 - the worker must outlive any request
+            req.future.set_exception(e)
 
     def _more_batch(self, n: int) -> list[_Request]:
         """Further queued BATCH requests to run in the same forward pass (GPU throughput)."""
@@ -164,9 +187,12 @@ class InferenceRunner:
             if self._closed:
                 raise RuntimeError("the inference runner is closed")
             name = engine.spec.name
-            if name in self._workers:
-                raise ModelError(f"model {name} is already loaded in this runner")
+            old = self._workers.get(name)
+            # Another version of a loaded model replaces it: what is queued for the old one is
+            # cancelled (the caller re-submits for the new version).
             self._workers[name] = _Worker(self, engine, version, classifier)
+        if old is not None:
+            old.stop()
 
     def spec(self, model: str | None = None) -> ModelSpec:
         return self._worker(model).engine.spec
@@ -194,6 +220,19 @@ class InferenceRunner:
                 raise RuntimeError("the inference runner is closed")
             worker = self._worker(model)
             worker.queue.put(_Request(priority, next(self._seq), target, future, save))
+        return future
+
+    def call(
+        self, fn: Callable[[Engine], Any], priority: int = ON_SCREEN, *, model: str | None = None
+    ) -> Future:
+        """Run fn(engine) on the model's worker thread (the engine is not thread-safe), e.g.
+        Grad-CAM for the image on screen."""
+        future: Future = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the inference runner is closed")
+            worker = self._worker(model)
+            worker.queue.put(_Request(priority, next(self._seq), _Call(fn), future, False))
         return future
 
     def submit_many(
@@ -257,8 +296,7 @@ class InferenceRunner:
                 return
             self._closed = True
         for worker in self._workers.values():
-            _drain(worker.queue)
-            worker.queue.put(_Request(-1, -1, _STOP, Future(), False))
+            worker.stop()
         if wait:
             for worker in self._workers.values():
                 if worker.thread is not threading.current_thread():  # close() from a callback

@@ -206,3 +206,29 @@ def test_frame_refs_and_images_as_targets(ws: Workspace) -> None:
         unsaved = runner.submit(image, save=False).result(timeout=30)
     assert by_ref.extra["image_id"] == image_id and "image_id" not in unsaved.extra
     assert len(ws.revisions.history(image_id)) == 2  # mask + labels, from the FrameRef only
+
+
+def test_call_runs_on_the_model_worker_in_priority_order(gated) -> None:  # noqa: ANN001
+    runner, engine = gated
+    ids = list(ids_by_file(runner.ws).values())
+    first = runner.submit(ids[0], BATCH)
+    assert engine.started.wait(10)
+    later = runner.submit(ids[1], BATCH)
+    threads: list[str] = []
+    cam = runner.call(lambda eng: threads.append(threading.current_thread().name) or eng.spec.name)
+    engine.release.set()
+    assert cam.result(10) == "tiny"
+    assert threads == ["inference-tiny-v1"]
+    assert first.result(10) and later.result(10)
+    assert engine.ran == ["s0.dcm", "s1.dcm"]  # the call ran in between, on the same thread
+
+
+def test_loading_another_version_replaces_the_worker(ws: Workspace) -> None:
+    add_model(ws, SPEC, None)
+    add_model(ws, SPEC, None)
+    with InferenceRunner(ws, device="cpu") as runner:
+        assert runner.load("tiny", "v1") == "v1"
+        assert runner.load("tiny") == "v2"  # the active one, after activation of the newest
+        assert runner.models == {"tiny": "v2"}
+        proposal = runner.submit(ids_by_file(ws)["s0.dcm"]).result(60)
+        assert proposal.model == ("tiny", "v2")
