@@ -143,7 +143,8 @@ def run(quick: bool = False) -> list[Row]:
                 # Prefetched: open image 1 while 2 is prefetched, then open 2.
                 second, third = (r.id for r in ws.images()[1:3])
                 _open(app, win, second)  # prefetches `third`
-                _wait(app, lambda: win.host.loader.cache.nbytes >= 3 * size * size * 2)
+                cache, full = win.host.loader.cache, 3 * size * size * 2
+                _wait(app, lambda: cache.nbytes >= full)  # noqa: B023 - waited on at once
                 warm = _open(app, win, third)
                 win.host.loader.cache.clear()
                 win.review._shown.clear()

@@ -111,6 +111,45 @@ class RunnerHost(QObject):
             self._track(future)
             self.workers.bridge.watch(future, lambda f, i=image_id: self._proposed(f, i, then))
 
+    def heatmap(
+        self, image_id: int, label: str | None, then: Callable[[int, str, Any], Any]
+    ) -> bool:
+        """Grad-CAM of `label` (default: the model's most probable label) for an image, computed
+        on the model's worker; then(image_id, label, heatmap) on the GUI thread. False when no
+        loaded model classifies this image."""
+        if self.runner is None:
+            return False
+        for name in self.models_for(image_id):
+            spec = self.runner.spec(name)
+            if not spec.labels:
+                continue
+            ref = self.ws.frame_ref(image_id)
+
+            def compute(engine, ref=ref, label=label):  # noqa: ANN001, ANN202
+                from medviewer.inference.cam import grad_cam
+
+                maps = grad_cam(engine, self.loader.image(ref), label)
+                chosen = (
+                    label if label is not None else max(maps, key=lambda k: float(maps[k].max()))
+                )
+                return chosen, maps[chosen]
+
+            future = self.runner.call(compute, model=name)
+            self._track(future)
+            self.workers.bridge.watch(future, lambda f, i=image_id: self._heat_ready(f, i, then))
+            return True
+        return False
+
+    def _heat_ready(
+        self, future: Future, image_id: int, then: Callable[[int, str, Any], Any]
+    ) -> None:
+        try:
+            label, heat = future.result()
+        except Exception as e:  # noqa: BLE001
+            self.sig_error.emit(f"heatmap failed: {e}")
+            return
+        then(image_id, label, heat)
+
     def _proposed(self, future: Future, image_id: int, then: Callable[[int], Any]) -> None:
         try:
             future.result()

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from medviewer.imaging.display import PRESETS
+from medviewer.qt.dialogs.retrain import JobEvents, RetrainDialog
 from medviewer.qt.inference import RunnerHost
 from medviewer.qt.panels.labels import LabelsPanel
 from medviewer.qt.panels.models import ModelsPanel
@@ -28,6 +29,7 @@ from medviewer.qt.review import ReviewController
 from medviewer.qt.tools import ToolController
 from medviewer.qt.viewer.image_view import ImageView
 from medviewer.qt.workers import Workers
+from medviewer.training.jobs import JobManager
 
 if TYPE_CHECKING:
     from medviewer.imaging import Image
@@ -45,12 +47,15 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"medviewer: {ws.root}")
         self.workers = Workers()
         self.host = RunnerHost(ws, self.workers, device)
+        self.job_events = JobEvents()
+        self.jobs = JobManager(ws, on_event=self.job_events)  # also shows how earlier jobs ended
         self.review = ReviewController(ws, self.workers, self.host, author)
         self.view = ImageView()
         self.tools = ToolController(self.view, self.review)
         self.worklist = WorklistPanel()
         self.labels = LabelsPanel()
         self.models = ModelsPanel()
+        self._heat_for: tuple[int, str | None] | None = None  # (image, label) of the heatmap
         self.setCentralWidget(self.view)
         self._dock("Worklist", self.worklist, Qt.DockWidgetArea.LeftDockWidgetArea)
         side = QWidget()
@@ -124,6 +129,10 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _=False, w=window: self.view.set_window(w))
             bar.addAction(action)
         bar.addSeparator()
+        retrain = QAction("Retrain...", self)
+        retrain.triggered.connect(self.retrain)
+        bar.addAction(retrain)
+        bar.addSeparator()
         for text, status in (("Approve", "approved"), ("Reject", "rejected")):
             action = QAction(text, self)
             action.setShortcut(QKeySequence(text[0]))
@@ -196,7 +205,9 @@ class MainWindow(QMainWindow):
         colours = list(state.palette.extended(256).colors)  # any class value gets a colour
         self.view.mask_item.set_mask(state.mask, colours)
         self.view.proposal_item.set_mask(state.proposal, colours)
-        self.view.set_heatmap(None)
+        if self._heat_for is None or self._heat_for[0] != state.image.id:
+            self.view.set_heatmap(None)
+            self._heat_for = None
         self.labels.show_labels(
             self._label_names(state), state.labels, state.probabilities, state.gate
         )
@@ -221,7 +232,26 @@ class MainWindow(QMainWindow):
         self.view.proposal_item.setVisible(on and self.compare_action.isChecked())
 
     def toggle_heatmap(self) -> None:
-        self.view.heat_item.setVisible(not self.view.heat_item.isVisible())
+        """H: show the Grad-CAM of the label chosen in the labels panel (computed on demand)."""
+        if self.view.heat_item.isVisible() and self._heat_for is not None:
+            self.view.heat_item.setVisible(False)
+            return
+        state = self.review.state
+        if state is None:
+            return
+        label = self.labels.heat_label()
+        if self._heat_for == (state.image.id, label):
+            self.view.heat_item.setVisible(True)
+        elif not self.host.heatmap(state.image.id, label, self._show_heatmap):
+            self.statusBar().showMessage("no classification model for this image: no heatmap", 5000)
+
+    def _show_heatmap(self, image_id: int, label: str, heat: np.ndarray) -> None:
+        if self.review.state is None or self.review.state.image.id != image_id:
+            return
+        self._heat_for = (image_id, label)
+        self.view.set_heatmap(heat)
+        self.view.heat_item.setVisible(True)
+        self.statusBar().showMessage(f"Grad-CAM: where the classifier looked for {label}", 5000)
 
     def _set_opacity(self, value: int) -> None:
         self.view.mask_item.setOpacity(value / 100)
@@ -245,6 +275,22 @@ class MainWindow(QMainWindow):
             self.workers.bridge.watch(
                 future, lambda f: self.host.propose(image_id, True, self.review._proposal_ready)
             )
+
+    def retrain(self) -> RetrainDialog:
+        """The Retrain dialog (non-modal: reviewing goes on while the model trains)."""
+        self.review.save_now()  # train on what is on screen
+        dialog = RetrainDialog(self.ws, self.jobs, self.job_events, self)
+        dialog.accepted.connect(self._after_retrain)
+        dialog.show()
+        self._retrain_dialog = dialog
+        return dialog
+
+    def _after_retrain(self) -> None:
+        self.models.show_models(self.ws.models.list())
+        for name in list(self.host.versions):
+            active = self.ws.models.active(name)
+            if active is not None and active.version != self.host.versions.get(name):
+                self._activate_model(name, active.version)
 
     def _show_save_state(self) -> None:
         if self.review.save_error:
@@ -271,5 +317,6 @@ class MainWindow(QMainWindow):
         self.review.flush()
         self.settings.setValue("geometry", self.saveGeometry())
         self.host.close()
+        self.jobs.close()  # training runs on in its own process; the next start follows it
         self.workers.shutdown()
         super().closeEvent(event)

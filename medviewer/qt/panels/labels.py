@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QCheckBox, QGroupBox, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QGroupBox, QLabel, QVBoxLayout, QWidget
 
 
 class LabelsPanel(QGroupBox):
@@ -17,9 +17,13 @@ class LabelsPanel(QGroupBox):
         self._holder = QWidget()
         self._holder_layout = QVBoxLayout(self._holder)
         self._holder_layout.setContentsMargins(0, 0, 0, 0)
+        self.heat_combo = QComboBox()  # which label's Grad-CAM H shows
+        self.heat_combo.setToolTip("Heatmap (H): where the classifier looked for this label")
         layout = QVBoxLayout(self)
         layout.addWidget(self.gate_text)
         layout.addWidget(self._holder)
+        layout.addWidget(QLabel("Heatmap for"))
+        layout.addWidget(self.heat_combo)
         layout.addStretch(1)
 
     def show_labels(
@@ -40,9 +44,17 @@ class LabelsPanel(QGroupBox):
             self._holder_layout.addWidget(box)
             self._boxes[name] = box
         self.gate_text.setText(gate["detail"] if gate else "no AI result yet")
+        keep = self.heat_combo.currentText()
+        self.heat_combo.clear()
+        self.heat_combo.addItems(["most probable label", *names])
+        if keep in names:
+            self.heat_combo.setCurrentText(keep)
 
     def ticked(self) -> dict[str, bool]:
         return {name: box.isChecked() for name, box in self._boxes.items()}
+
+    def heat_label(self) -> str | None:
+        return None if self.heat_combo.currentIndex() <= 0 else self.heat_combo.currentText()
 
     def box(self, name: str) -> QCheckBox:
         return self._boxes[name]

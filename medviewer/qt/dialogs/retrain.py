@@ -1,0 +1,196 @@
+"""Retrain: choose a model and epochs, see the data it will learn from, follow the run live,
+then compare the new version with the active one and activate it or keep the current one."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from medviewer.workspace.snapshot import training_snapshot
+
+if TYPE_CHECKING:
+    from medviewer.training.jobs import JobManager
+    from medviewer.workspace import Workspace
+
+
+class JobEvents(QObject):
+    """JobManager listeners run on its reader threads; this re-emits on the GUI thread."""
+
+    sig_event = Signal(int, dict)
+
+    def __call__(self, job_id: int, event: dict) -> None:
+        self.sig_event.emit(job_id, event)
+
+
+def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """{"dice": {"kidney": 0.8}} -> {"dice / kidney": 0.8}: one table row per number."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix} / {key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(flatten(value, name))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+class RetrainDialog(QDialog):
+    def __init__(self, ws: Workspace, jobs: JobManager, events: JobEvents, parent=None) -> None:  # noqa: ANN001
+        super().__init__(parent)
+        self.setWindowTitle("Retrain")
+        self.ws, self.jobs = ws, jobs
+        self.job_id: int | None = None
+        # Not `self.done`: that would hide QDialog.done(), which accept() calls.
+        self.outcome: dict[str, Any] | None = None
+        self._started = 0.0
+        self.model = QComboBox()
+        self.model.addItems(sorted({m.name for m in ws.models.list() if m.active}))
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 500)
+        self.epochs.setValue(10)
+        snap = training_snapshot(ws)
+        negatives = sum(1 for i in snap.items if i.is_negative)
+        self.data = QLabel(
+            f"{len(snap.items) - negatives} corrected image(s), {negatives} negative(s), "
+            f"{snap.unreviewed} still unreviewed (not used)"
+        )
+        form = QFormLayout()
+        form.addRow("Model", self.model)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Data", self.data)
+        self.epoch_bar = QProgressBar()
+        self.step_bar = QProgressBar()
+        self.eta = QLabel("")
+        self.plot = pg.PlotWidget(title="loss (train, validation) and validation metric")
+        self.plot.addLegend()
+        self.curves = {
+            name: self.plot.plot([], [], name=name, pen=pen, symbol="o", symbolSize=5)
+            for name, pen in (("train loss", "y"), ("val loss", "c"), ("val metric", "g"))
+        }
+        self.history: dict[str, list[float]] = {name: [] for name in self.curves}
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["metric", "new", "active"])
+        self.status = QLabel("")
+        self.start_button = QPushButton("Start")
+        self.cancel_button = QPushButton("Cancel")
+        self.activate_button = QPushButton("Activate new version")
+        self.keep_button = QPushButton("Keep current")
+        for b in (self.cancel_button, self.activate_button, self.keep_button):
+            b.setEnabled(False)
+        self.start_button.setEnabled(self.model.count() > 0)
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.activate_button.clicked.connect(self.activate)
+        self.keep_button.clicked.connect(self.accept)
+        buttons = QHBoxLayout()
+        for b in (self.start_button, self.cancel_button, self.activate_button, self.keep_button):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        for w in (self.epoch_bar, self.step_bar, self.eta, self.plot, self.table, self.status):
+            layout.addWidget(w)
+        layout.addLayout(buttons)
+        events.sig_event.connect(self.on_event)
+
+    def start(self) -> None:
+        try:
+            job = self.jobs.start(self.model.currentText(), epochs=self.epochs.value())
+        except Exception as e:  # noqa: BLE001 - e.g. a job for this model already runs
+            self.status.setText(str(e))
+            return
+        self.job_id = job.id
+        self._started = time.time()
+        self.epoch_bar.setRange(0, self.epochs.value())
+        self.start_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText(f"training job {job.id} started")
+
+    def cancel(self) -> None:
+        if self.job_id is not None:
+            self.jobs.cancel(self.job_id)
+            self.status.setText("cancelling...")
+
+    def on_event(self, job_id: int, event: dict) -> None:
+        if job_id != self.job_id:
+            return
+        kind = event.get("event")
+        if kind == "start":
+            self.status.setText(
+                f"training on {event.get('train_images')} image(s), validating on "
+                f"{event.get('val_images')} ({event.get('device', '')})"
+            )
+        elif kind == "batch":
+            self.step_bar.setRange(0, int(event.get("steps", 1)))
+            self.step_bar.setValue(int(event.get("step", 0)))
+        elif kind == "epoch":
+            self._epoch(event)
+        elif kind == "done":
+            self.outcome = event
+            self._compare(event)
+        elif kind == "ended":
+            self.cancel_button.setEnabled(False)
+            if event.get("state") != "finished":
+                self.status.setText(f"{event.get('state')}: {event.get('message', '')}")
+                self.start_button.setEnabled(True)
+
+    def _epoch(self, event: dict) -> None:
+        epoch, epochs = int(event.get("epoch", 0)), int(event.get("epochs", 1))
+        self.epoch_bar.setRange(0, epochs)
+        self.epoch_bar.setValue(epoch)
+        for name, key in (
+            ("train loss", "train_loss"),
+            ("val loss", "val_loss"),
+            ("val metric", "val_metric"),
+        ):
+            value = event.get(key)
+            if isinstance(value, (int, float)):
+                self.history[name].append(float(value))
+                self.curves[name].setData(
+                    list(range(1, len(self.history[name]) + 1)), self.history[name]
+                )
+        elapsed = time.time() - self._started
+        if epoch:
+            left = elapsed / epoch * (epochs - epoch)
+            self.eta.setText(f"epoch {epoch} of {epochs}, about {left:.0f} s left")
+
+    def _compare(self, done: dict) -> None:
+        new = flatten(done.get("metrics") or {})
+        active = flatten(done.get("active_metrics") or {})
+        names = sorted(set(new) | set(active))
+        self.table.setRowCount(len(names))
+        for row, name in enumerate(names):
+            self.table.setItem(row, 0, QTableWidgetItem(name))
+            for col, source in ((1, new), (2, active)):
+                value = source.get(name)
+                self.table.setItem(
+                    row, col, QTableWidgetItem("" if value is None else f"{value:.3f}")
+                )
+        activated = done.get("activated")
+        self.status.setText(
+            f"new version {done.get('version')}"
+            + (" is better and was activated" if activated else ": compare, then choose")
+        )
+        self.activate_button.setEnabled(not activated)
+        self.keep_button.setEnabled(True)
+
+    def activate(self) -> None:
+        if self.outcome is not None:
+            self.ws.models.activate(self.model.currentText(), str(self.outcome["version"]))
+            self.status.setText(f"version {self.outcome['version']} is now active")
+            self.accept()

@@ -1,0 +1,533 @@
+"""Training jobs as separate processes: started with a JSON job file, tailed for progress,
+stopped by killing their whole process tree, recorded in `ws.jobs` so a restarted app shows how
+each one ended (MONAI Label's train jobs work the same way).
+
+The trainer's stdout goes to `jobs/<id>/stdout.log` and a reader thread per job tails it. A file
+rather than a pipe means the training outlives an app that crashes or closes without cancelling
+it: the next JobManager on the workspace finds it still running and follows it again.
+
+Listeners `on_event(job_id, event)` are called on the reader thread with every JSON event the
+trainer prints (start, batch, epoch, done, error), in order, and last with one
+{"event": "ended", "state", "message"} once the job's final state is saved. No Qt here: the GUI
+bridges these calls to signals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medviewer.workspace.errors import WorkspaceError
+from medviewer.workspace.jobs import Job
+
+if TYPE_CHECKING:
+    from medviewer.workspace.store import Workspace
+
+Listener = Callable[[int, dict[str, Any]], None]
+KIND = "training"
+JOB_FILE, STDOUT, STDERR, RESULT = "job.json", "stdout.log", "stderr.log", "result.json"
+OPTIONS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "device",
+    "seed",
+    "freeze_encoder_epochs",
+    "loss",
+    "class_weights",
+    "val_fraction",
+    "patience",
+    "auto_activate",
+    "augment",
+)
+TRAINER = (sys.executable, "-m", "medviewer.training")
+OUT_OF_MEMORY = "training ran out of memory; try a smaller batch size"
+APP_DIED = "the app closed or crashed while it ran"
+_OOM_SIGNS = ("out of memory", "can't allocate memory", "signal 9 (sigkill)", "memoryerror")
+_POLL = 0.05  # seconds between looks at a quiet log
+
+log = logging.getLogger(__name__)
+
+
+class JobError(WorkspaceError):
+    """A training job cannot start or be stopped (one already runs for the model, ...)."""
+
+
+@dataclass
+class _Run:
+    job_id: int
+    model: str
+    folder: Path
+    pid: int
+    proc: subprocess.Popen | None  # None for a job adopted after a restart
+    offset: int = 0
+    cancelled: bool = False
+    killer: threading.Thread | None = None
+    reader: threading.Thread | None = None
+    ended: threading.Event = field(default_factory=threading.Event)
+    lines: deque = field(default_factory=lambda: deque(maxlen=200))  # non-JSON output
+    start: dict[str, Any] | None = None
+    done: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class JobManager:
+    """Every training job of one workspace; the only holder of their state besides `ws.jobs`."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        *,
+        command: Sequence[str] | None = None,
+        on_event: Listener | None = None,
+        grace: float = 5.0,
+        throttle: float = 0.5,
+    ) -> None:
+        self.ws = ws
+        self.command = list(command or TRAINER)
+        self.grace = grace  # seconds between SIGTERM and SIGKILL on cancel
+        self.throttle = throttle  # at most one batch progress write per this many seconds
+        self._listeners: list[Listener] = [on_event] if on_event else []
+        self._runs: dict[int, _Run] = {}
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self.recover()
+
+    # -- public ------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+    def folder(self, job_id: int) -> Path:
+        return self.ws.root.resolve() / "jobs" / str(job_id)
+
+    def start(self, model: str, **options: Any) -> Job:
+        """Write the job file and start the trainer on it; one job per model at a time."""
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise JobError(
+                f"unknown training option(s) {', '.join(unknown)}; valid: " + ", ".join(OPTIONS)
+            )
+        if self._closing.is_set():
+            raise JobError("this job manager is closed; open the workspace's jobs again")
+        with self._lock:
+            busy = [j for j in self.ws.jobs.list("running") if j.model_name == model]
+            if busy:
+                raise JobError(
+                    f"model {model} is already training (job {busy[0].id}); wait for "
+                    "it to end or cancel it first"
+                )
+            job = self.ws.jobs.create(KIND, model)
+            folder = self.folder(job.id)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                spec = {
+                    "workspace": str(self.ws.root.resolve()),
+                    "model": model,
+                    **options,
+                    "run_dir": str(folder.resolve()),
+                }
+                tmp = folder / (JOB_FILE + ".tmp")
+                tmp.write_text(json.dumps(spec, indent=1))
+                os.replace(tmp, folder / JOB_FILE)
+                return self._launch(job.id, model, folder, offset=0)
+            except OSError as e:
+                message = f"{folder}: cannot start the training: {e.strerror or e}"
+                self.ws.jobs.update(job.id, state="failed", message=message)
+                raise JobError(message) from e
+
+    def resume(self, job_id: int) -> Job:
+        """Start a failed or cancelled job again on its run folder; the trainer carries on from
+        the last epoch it saved there."""
+        with self._lock:
+            job = self.ws.jobs.get(job_id)
+            if job.state not in ("failed", "cancelled"):
+                raise JobError(
+                    f"job {job_id} is {job.state}; only a failed or cancelled job can be resumed"
+                )
+            busy = [j for j in self.ws.jobs.list("running") if j.model_name == job.model_name]
+            if busy:
+                raise JobError(f"model {job.model_name} is already training (job {busy[0].id})")
+            folder = self.folder(job_id)
+            if not (folder / JOB_FILE).is_file():
+                raise JobError(f"{folder / JOB_FILE}: the job file is gone; start a new job")
+            out = folder / STDOUT
+            offset = out.stat().st_size if out.exists() else 0
+            try:
+                return self._launch(job_id, job.model_name or "", folder, offset)
+            except OSError as e:
+                raise JobError(f"{folder}: cannot start the training: {e.strerror or e}") from e
+
+    def cancel(self, job_id: int) -> None:
+        """SIGTERM to the job's process group, SIGKILL after `grace` seconds if any of it is
+        left. Returns at once; the job becomes "cancelled" when its processes are gone."""
+        run = self._runs.get(job_id)
+        if run is None or run.ended.is_set():
+            state = self.ws.jobs.get(job_id).state
+            raise JobError(f"job {job_id} is {state}, not running in this app")
+        with self._lock:
+            if run.cancelled:
+                return
+            run.cancelled = True
+            run.killer = threading.Thread(
+                target=self._kill, args=(run,), name=f"job-{job_id}-cancel", daemon=True
+            )
+            run.killer.start()
+
+    def wait(self, job_id: int, timeout: float | None = None) -> Job:
+        """Block until the job has ended (TimeoutError after `timeout` seconds)."""
+        run = self._runs.get(job_id)
+        if run is not None and not run.ended.wait(timeout):
+            raise TimeoutError(f"job {job_id} still running after {timeout} s")
+        return self.ws.jobs.get(job_id)
+
+    def get(self, job_id: int) -> Job:
+        return self.ws.jobs.get(job_id)
+
+    def jobs(self, model: str | None = None) -> list[Job]:
+        """Training jobs, oldest first."""
+        return [
+            j
+            for j in self.ws.jobs.list()
+            if j.kind == KIND and (model is None or j.model_name == model)
+        ]
+
+    def events(self, job_id: int) -> list[dict[str, Any]]:
+        """Every JSON event the job printed, read back from its log (e.g. to redraw the loss
+        curve of a job that ran before a restart)."""
+        path = self.folder(job_id) / STDOUT
+        if not path.exists():
+            return []
+        with open(path, encoding="utf-8", errors="replace") as fp:
+            return [e for e in map(_event, fp) if e is not None]
+
+    def output(self, job_id: int) -> list[str]:
+        """The latest lines the trainer printed that are not events (warnings, prints)."""
+        run = self._runs.get(job_id)
+        return list(run.lines) if run else []
+
+    def close(self, *, cancel: bool = False, timeout: float | None = None) -> None:
+        """Stop following the jobs; with cancel=True kill them first and wait for the end.
+        Jobs left running keep going and the next JobManager on the workspace follows them."""
+        if cancel:
+            for job_id, run in list(self._runs.items()):
+                if not run.ended.is_set():
+                    try:
+                        self.cancel(job_id)
+                    except JobError:
+                        pass  # it ended meanwhile
+            for run in list(self._runs.values()):
+                run.ended.wait(timeout)
+        self._closing.set()
+        for run in list(self._runs.values()):
+            if run.reader is not None:
+                run.reader.join(1.0)
+
+    def recover(self) -> list[Job]:
+        """Settle jobs a previous app left "running": follow those still alive, mark the rest
+        finished (their run folder holds a result) or failed."""
+        settled = []
+        for job in self.ws.jobs.list("running") + self.ws.jobs.list("queued"):
+            if job.kind != KIND or job.id in self._runs:
+                continue
+            folder = self.folder(job.id)
+            if job.state == "running" and job.pid and is_our_job(job.pid, folder / JOB_FILE):
+                self._follow(_Run(job.id, job.model_name or "", folder, job.pid, None))
+                continue
+            result = _read_json(folder / RESULT)
+            if result is not None:
+                settled.append(
+                    self.ws.jobs.update(
+                        job.id, state="finished", progress=result, message=_done_message(result)
+                    )
+                )
+            else:
+                settled.append(self.ws.jobs.update(job.id, state="failed", message=APP_DIED))
+        return settled
+
+    # -- processes ---------------------------------------------------------------------
+
+    def _launch(self, job_id: int, model: str, folder: Path, offset: int) -> Job:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(folder / STDOUT, "ab") as out, open(folder / STDERR, "wb") as err:
+            proc = subprocess.Popen(
+                [*self.command, str(folder / JOB_FILE)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=env,
+                **_new_group(),
+            )
+        # Recorded before the reader starts, so a job that ends at once cannot be overwritten.
+        job = self.ws.jobs.update(
+            job_id, state="running", pid=proc.pid, progress={}, message="starting"
+        )
+        self._follow(_Run(job_id, model, folder, proc.pid, proc, offset=offset))
+        return job
+
+    def _follow(self, run: _Run) -> None:
+        self._runs[run.job_id] = run
+        run.reader = threading.Thread(
+            target=self._read, args=(run,), name=f"job-{run.job_id}-reader", daemon=True
+        )
+        run.reader.start()
+
+    def _alive(self, run: _Run) -> bool:
+        if run.proc is not None:
+            return run.proc.poll() is None
+        return is_our_job(run.pid, run.folder / JOB_FILE)
+
+    def _kill(self, run: _Run) -> None:
+        _signal_tree(run.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline:
+            if not self._alive(run) and not _group_alive(run.pid):
+                return
+            time.sleep(_POLL)
+        _signal_tree(run.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+
+    # -- the reader thread ---------------------------------------------------------------
+
+    def _read(self, run: _Run) -> None:
+        try:
+            self._tail(run)
+        except OSError as e:  # the log went missing: still wait for the end and record it
+            log.warning("job %s: cannot read %s: %s", run.job_id, run.folder / STDOUT, e)
+            while self._alive(run) and not self._closing.is_set():
+                time.sleep(_POLL)
+        if self._closing.is_set():
+            run.ended.set()  # nobody waits on a closed manager
+            return  # detached: the job runs on, the next JobManager follows it
+        if run.proc is not None:
+            run.proc.wait()
+        if run.killer is not None:
+            run.killer.join()
+        elif run.proc is not None:
+            _signal_tree(run.pid, getattr(signal, "SIGKILL", signal.SIGTERM))  # stragglers
+        state, message, progress = self._outcome(run)
+        self._save(run.job_id, state=state, message=message, progress=progress)
+        run.ended.set()
+        self._tell(run.job_id, {"event": "ended", "state": state, "message": message})
+
+    def _tail(self, run: _Run) -> None:
+        """Follow stdout.log until the process has exited and every line is handled."""
+        last_write, pending = 0.0, None
+        with open(run.folder / STDOUT, "rb") as fp:
+            fp.seek(run.offset)
+            buffer = b""
+            while not self._closing.is_set():
+                alive = self._alive(run)  # before reading: nothing is written after the exit
+                chunk = fp.read()
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                if not alive:
+                    lines.append(buffer)
+                for raw in lines:
+                    line = raw.decode("utf-8", "replace").strip()
+                    event = _event(line)
+                    if event is None:
+                        if line:
+                            run.lines.append(line)
+                        continue
+                    pending = self._progress(run, event) or pending
+                    if pending is not None and event["event"] != "batch":
+                        last_write, pending = self._flush(run, pending)
+                    self._tell(run.job_id, event)
+                if pending is not None and time.monotonic() - last_write >= self.throttle:
+                    last_write, pending = self._flush(run, pending)  # batch progress, throttled
+                if not alive:
+                    return
+                if not chunk:
+                    time.sleep(_POLL)
+
+    def _flush(self, run: _Run, fields: dict[str, Any]) -> tuple[float, None]:
+        self._save(run.job_id, **fields)
+        return time.monotonic(), None
+
+    def _progress(self, run: _Run, event: dict[str, Any]) -> dict[str, Any] | None:
+        """What of this event goes into ws.jobs (None: nothing)."""
+        kind = event["event"]
+        if kind == "start":
+            run.start = event
+            return {"progress": event, "message": "training started"}
+        if kind in ("batch", "epoch"):
+            epochs = (run.start or {}).get("epochs")
+            progress = {"epochs": epochs, **event} if epochs else event
+            if kind == "batch":
+                return {"progress": progress}
+            return {
+                "progress": progress,
+                "message": f"epoch {event.get('epoch')} of {event.get('epochs', epochs)}",
+            }
+        if kind == "done":
+            run.done = event
+        elif kind == "error":
+            run.error = event
+        return None
+
+    def _outcome(self, run: _Run) -> tuple[str, str, dict[str, Any] | None]:
+        code = run.proc.returncode if run.proc is not None else None
+        if run.done is not None and code in (0, None) and not run.error:
+            return "finished", _done_message(run.done), run.done
+        if run.cancelled:
+            return "cancelled", "cancelled", None
+        stderr = _tail(run.folder / STDERR)
+        said = (run.error or {}).get("message") or ""
+        sigkill = -getattr(signal, "SIGKILL", 9)
+        if code == sigkill or any(s in (said + stderr).lower() for s in _OOM_SIGNS):
+            return "failed", OUT_OF_MEMORY, run.error
+        if said:
+            return "failed", str(said), run.error
+        if code is None:  # adopted after a restart: no exit code to read
+            result = _read_json(run.folder / RESULT)
+            if result is not None:
+                return "finished", _done_message(result), result
+            return "failed", APP_DIED + (f": {_last_lines(stderr)}" if stderr else ""), None
+        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        if code == 0:
+            how = "it ended without a result"
+        detail = _last_lines(stderr) or _last_lines("\n".join(run.lines)) or "no error output"
+        return "failed", f"training stopped unexpectedly ({how}): {detail}", None
+
+    def _save(self, job_id: int, **fields: Any) -> None:
+        try:
+            self.ws.jobs.update(job_id, **fields)
+        except (WorkspaceError, sqlite3.Error) as e:  # a busy disk must not stop the reader
+            log.warning("job %s: could not record progress: %s", job_id, e)
+
+    def _tell(self, job_id: int, event: dict[str, Any]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(job_id, event)
+            except Exception:  # noqa: BLE001 - a broken listener must not stop the reader
+                log.exception("job %s: listener %r failed", job_id, listener)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _event(line: str) -> dict[str, Any] | None:
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and isinstance(event.get("event"), str) else None
+
+
+def _done_message(done: dict[str, Any]) -> str:
+    version = done.get("version", "?")
+    return f"version {version} registered" + (" and activated" if done.get("activated") else "")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _tail(path: Path, size: int = 16384) -> str:
+    try:
+        with open(path, "rb") as fp:
+            fp.seek(max(0, fp.seek(0, os.SEEK_END) - size))
+            return fp.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _last_lines(text: str, n: int = 5) -> str:
+    return "\n".join([line for line in text.splitlines() if line.strip()][-n:])
+
+
+def _new_group() -> dict[str, Any]:
+    if os.name == "nt":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+    return {"start_new_session": True}
+
+
+def _signal_tree(pid: int, sig: int) -> None:
+    """Signal the process group the job leads (its pid is the group id: a new session)."""
+    if os.name == "nt":
+        subprocess.run(["taskkill", "/T", "/F", "/PID", str(pid)], capture_output=True)
+        return
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    if os.name == "nt":
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    # Zombies (exited, not yet reaped) answer too; they hold nothing.
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def pid_alive(pid: int) -> bool:
+    """Is a process with this pid running (zombies count as gone)?"""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def is_our_job(pid: int, job_file: Path) -> bool:
+    """Is `pid` alive and running this job file (not a stranger who got the pid since)?"""
+    if not pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace")
+        args = cmdline.split("\0")
+    except OSError:
+        if os.name == "nt":
+            return False
+        ps = subprocess.run(
+            ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True
+        )
+        args = ps.stdout.split()
+    return str(job_file) in args or str(job_file.resolve()) in args

@@ -1,0 +1,330 @@
+"""The training loop: AdamW with cosine decay, optional warm-up with the encoder frozen, early
+stopping on the validation metric, a checkpoint per epoch (resumable after a kill), DDP-ready.
+
+`fit` knows nothing of workspaces: it takes prepared arrays, so tests and benchmarks drive it
+directly; medviewer.training.__main__ turns a job file into a call of `fit` and a new version.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from medviewer.inference.device import pick_device
+from medviewer.models.registry import MedModel
+from medviewer.models.spec import ModelSpec
+from medviewer.training.data import Prepared, TrainingError, TrainingSet
+from medviewer.training.losses import LOSSES, build_criterion
+from medviewer.training.metrics import evaluate
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    device: str = "auto"
+    seed: int = 0
+    freeze_encoder_epochs: int = 0
+    loss: str = "dice+ce"
+    class_weights: bool = True
+    patience: int = 5  # epochs without a better validation metric; 0 never stops early
+    augment: bool = True
+
+    def check(self) -> None:
+        if self.loss not in LOSSES:
+            raise TrainingError(f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}")
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise TrainingError("epochs and batch_size must be at least 1 and lr above 0")
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process sits in a torchrun group; rank 0 writes, prints and registers."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class FitResult:
+    state: dict[str, torch.Tensor]  # the best weights, on the CPU
+    metrics: dict[str, Any]  # validation metrics of the best epoch
+    best_epoch: int
+    epochs_run: int
+    resumed_from: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def device_for(preference: str, dist: Dist) -> torch.device:
+    device = pick_device(preference)
+    if device.type == "cuda" and dist.world > 1:
+        return torch.device("cuda", dist.local_rank)
+    return device
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+
+_LATEST = "latest.json"
+
+
+def _atomic(path: Path, write: Callable[[Path], object]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    with open(tmp, "rb") as fp:
+        os.fsync(fp.fileno())
+    os.replace(tmp, path)
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").clone().contiguous() for k, v in state.items()}
+
+
+def save_run_checkpoint(
+    folder: Path, epoch: int, model: nn.Module, best: dict, extra: dict, meta: dict
+) -> None:
+    """Epoch `epoch` into its own folder, then `latest.json` points at it (one atomic rename),
+    then older folders go: a kill at any moment leaves one complete checkpoint."""
+    target = folder / f"epoch-{epoch:04d}"
+    target.mkdir(parents=True, exist_ok=True)
+    _atomic(target / "model.safetensors", lambda p: save_file(_cpu(model.state_dict()), str(p)))
+    _atomic(target / "best.safetensors", lambda p: save_file(best, str(p)))
+    _atomic(target / "state.pt", lambda p: torch.save(extra, p))
+    _atomic(target / "meta.json", lambda p: p.write_text(json.dumps(meta)))
+    _atomic(folder / _LATEST, lambda p: p.write_text(json.dumps({"folder": target.name})))
+    for old in folder.glob("epoch-*"):
+        if old != target:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_run_checkpoint(folder: Path) -> tuple[Path, dict] | None:
+    """The latest complete checkpoint folder and its meta, or None when there is none."""
+    try:
+        target = folder / json.loads((folder / _LATEST).read_text())["folder"]
+        return target, json.loads((target / "meta.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+# -- the loop --------------------------------------------------------------------------------
+
+
+def _batches(indices: list[int], size: int) -> list[list[int]]:
+    out = [indices[i : i + size] for i in range(0, len(indices), size)]
+    if len(out) > 1 and len(out[-1]) == 1:
+        # BatchNorm cannot train on one image whose features shrink to 1x1; join it up.
+        out[-2].extend(out.pop())
+    return out
+
+
+def _cosine(steps: int) -> Callable[[int], float]:
+    return lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(1, steps)))
+
+
+def _adamw(groups: list[dict], cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW, fused where torch has a fused kernel: on the CPU its step on a ResNet-18 U-Net
+    takes a quarter of the time of the default loop over tensors (~18% of a whole step)."""
+    kw = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    if device.type in ("cpu", "cuda"):
+        try:
+            return torch.optim.AdamW(groups, fused=True, **kw)
+        except (RuntimeError, TypeError, ValueError):
+            pass  # an older torch or an unsupported dtype: the default implementation
+    return torch.optim.AdamW(groups, **kw)
+
+
+def fit(
+    model: MedModel,
+    spec: ModelSpec,
+    train: Prepared,
+    val: Prepared,
+    cfg: TrainConfig,
+    *,
+    emit: Emit | None = None,
+    run_dir: Path | None = None,
+    dist: Dist = Dist(),
+    after_epoch: Callable[[int], None] | None = None,
+) -> FitResult:
+    """Train `model` in place; returns the best weights by validation score (resumes from
+    `run_dir` when it holds a checkpoint). `after_epoch(epoch)` runs after each checkpoint."""
+    cfg.check()
+    return _Run(model, spec, train, val, cfg, emit, run_dir, dist).run(after_epoch)
+
+
+class _Run:
+    """The state of one training run: what a checkpoint holds and a resume restores."""
+
+    def __init__(
+        self, model: MedModel, spec: ModelSpec, train: Prepared, val: Prepared, cfg: TrainConfig,
+        emit: Emit | None, run_dir: Path | None, dist: Dist,
+    ) -> None:  # fmt: skip
+        self.model, self.spec, self.cfg, self.dist = model, spec, cfg, dist
+        self.emit = emit if emit is not None and dist.main else (lambda event: None)
+        self.run_dir = run_dir
+        self.device = device_for(cfg.device, dist)
+        seed_everything(cfg.seed)
+        model.to(self.device)
+        masks, labels = train.masks[train.has_mask], (train.labels, train.label_known)
+        self.criterion = build_criterion(spec, cfg.loss, masks, labels, cfg.class_weights)
+        self.criterion.to(self.device)
+        self.train_set = TrainingSet(train, augment=cfg.augment, seed=cfg.seed)
+        self.val_set = TrainingSet(val)
+        self.sampler = torch.utils.data.DistributedSampler(
+            self.train_set, num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.seed
+        )
+        self.steps = len(_batches(list(range(len(self.sampler))), cfg.batch_size))
+        self.encoder = list(model.encoder.parameters())
+        ids = {id(p) for p in self.encoder}
+        rest = [p for p in model.parameters() if id(p) not in ids]
+        self.opt = _adamw([{"params": self.encoder}, {"params": rest}], cfg, self.device)
+        cosine = _cosine(cfg.epochs * self.steps)
+        frozen = cfg.freeze_encoder_epochs * self.steps
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, [lambda s: 0.0 if s < frozen else cosine(s), cosine]
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
+        self.net: nn.Module = model
+        if dist.world > 1:
+            ids_ = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(model, device_ids=ids_)
+        self.meta: dict[str, Any] = {"epoch": -1, "best_score": -math.inf, "best_epoch": -1,
+                                     "bad_epochs": 0, "stopped": False, "history": [],
+                                     "best_metrics": {}, "config": asdict(cfg)}  # fmt: skip
+        self.best = _cpu(model.state_dict())
+
+    def run(self, after_epoch: Callable[[int], None] | None) -> FitResult:
+        found = load_run_checkpoint(self.run_dir / "checkpoint") if self.run_dir else None
+        if found:
+            self._restore(*found)
+        resumed_from = self.meta["epoch"] + 1
+        for epoch in range(resumed_from, self.cfg.epochs):
+            if self.meta["stopped"]:
+                break
+            self._epoch(epoch)
+            if after_epoch is not None:
+                after_epoch(epoch)
+        for p in self.encoder:
+            p.requires_grad_(True)
+        m = self.meta
+        return FitResult(self.best, m["best_metrics"], m["best_epoch"] + 1, len(m["history"]),
+                         resumed_from, m["history"])  # fmt: skip
+
+    def _restore(self, folder: Path, meta: dict[str, Any]) -> None:
+        device = self.device
+        self.model.load_state_dict(load_file(str(folder / "model.safetensors"), str(device)))
+        self.best = load_file(str(folder / "best.safetensors"))
+        extra = torch.load(folder / "state.pt", map_location=device, weights_only=True)
+        self.opt.load_state_dict(extra["optimizer"])
+        self.sched.load_state_dict(extra["scheduler"])
+        self.scaler.load_state_dict(extra["scaler"])
+        self.meta = meta
+
+    def _epoch(self, epoch: int) -> None:
+        cfg, meta, t0 = self.cfg, self.meta, time.perf_counter()
+        seed_everything(cfg.seed + epoch)  # a resumed epoch draws what it would have drawn
+        self.sampler.set_epoch(epoch)
+        self.train_set.set_epoch(epoch)
+        train_loss = _mean_over_ranks(self._train(epoch), self.device, self.dist)
+        metrics: dict[str, Any] = {}
+        if self.dist.main:
+            metrics = evaluate(self.model, self.val_set, self.spec, self.device, cfg.batch_size,
+                               self.criterion)  # fmt: skip
+        score = _from_main(metrics.get("score", 0.0), self.device, self.dist)
+        if score > meta["best_score"]:
+            meta.update(best_score=score, best_epoch=epoch, bad_epochs=0, best_metrics=metrics)
+            self.best = _cpu(self.model.state_dict())
+        else:
+            meta["bad_epochs"] += 1
+        meta["stopped"] = cfg.patience > 0 and meta["bad_epochs"] >= cfg.patience
+        meta["epoch"] = epoch
+        record = {"event": "epoch", "epoch": epoch + 1, "epochs": cfg.epochs,
+                  "train_loss": train_loss, "val_loss": metrics.get("loss"),
+                  "val_metric": metrics.get("score"), "metrics": metrics,
+                  "seconds": time.perf_counter() - t0}  # fmt: skip
+        meta["history"].append({k: v for k, v in record.items() if k not in ("event", "metrics")})
+        if self.run_dir is not None and self.dist.main:
+            extra = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                     "scaler": self.scaler.state_dict()}  # fmt: skip
+            save_run_checkpoint(self.run_dir / "checkpoint", epoch, self.model, self.best,
+                                extra, meta)  # fmt: skip
+        self.emit(record)
+
+    def _train(self, epoch: int) -> float:
+        """One pass over this rank's share of the training set; the mean loss."""
+        frozen = epoch < self.cfg.freeze_encoder_epochs
+        if self.dist.world == 1:
+            for p in self.encoder:  # skips the encoder's backward; DDP relies on lr 0 instead
+                p.requires_grad_(not frozen)
+        self.model.train()
+        if frozen:
+            self.model.encoder.eval()  # frozen BatchNorm statistics too
+        total, last_emit, device = 0.0, 0.0, self.device
+        for step, idx in enumerate(_batches(list(self.sampler), self.cfg.batch_size), 1):
+            batch = {
+                k: v.to(device, non_blocking=True) for k, v in self.train_set.batch(idx).items()
+            }
+            with torch.autocast("cuda", enabled=device.type == "cuda"):
+                out = self.net(batch["image"])
+            loss = self.criterion(out, batch)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingError(
+                    f"training diverged (loss {value}) in epoch {epoch + 1}, step {step}; "
+                    f"try a lower learning rate than {self.cfg.lr}"
+                )
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.sched.step()
+            total += value
+            now = time.perf_counter()
+            if step == self.steps or now - last_emit > 0.25:  # a live plot, not a flood
+                last_emit = now
+                self.emit({"event": "batch", "epoch": epoch + 1, "step": step,
+                           "steps": self.steps, "loss": value})  # fmt: skip
+        return total / self.steps
+
+
+def _mean_over_ranks(value: float, device: torch.device, dist: Dist) -> float:
+    if dist.world == 1:
+        return value
+    t = torch.tensor([value], device=device)
+    torch.distributed.all_reduce(t)
+    return float(t) / dist.world
+
+
+def _from_main(value: float, device: torch.device, dist: Dist) -> float:
+    """Rank 0 validates; every rank must agree on the score so they stop together."""
+    if dist.world == 1:
+        return float(value)
+    t = torch.tensor([float(value)], device=device)
+    torch.distributed.broadcast(t, 0)
+    return float(t)
