@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medviewer.processes import group_alive, is_our_job, new_group_options, signal_tree
 from medviewer.workspace.errors import WorkspaceError
 from medviewer.workspace.jobs import Job
 
@@ -272,7 +273,7 @@ class JobManager:
                 stdout=out,
                 stderr=err,
                 env=env,
-                **_new_group(),
+                **new_group_options(),
             )
         # Recorded before the reader starts, so a job that ends at once cannot be overwritten.
         job = self.ws.jobs.update(
@@ -294,13 +295,13 @@ class JobManager:
         return is_our_job(run.pid, run.folder / JOB_FILE)
 
     def _kill(self, run: _Run) -> None:
-        _signal_tree(run.pid, signal.SIGTERM)
+        signal_tree(run.pid, signal.SIGTERM)
         deadline = time.monotonic() + self.grace
         while time.monotonic() < deadline:
-            if not self._alive(run) and not _group_alive(run.pid):
+            if not self._alive(run) and not group_alive(run.pid):
                 return
             time.sleep(_POLL)
-        _signal_tree(run.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+        signal_tree(run.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
 
     # -- the reader thread ---------------------------------------------------------------
 
@@ -319,7 +320,7 @@ class JobManager:
         if run.killer is not None:
             run.killer.join()
         elif run.proc is not None:
-            _signal_tree(run.pid, getattr(signal, "SIGKILL", signal.SIGTERM))  # stragglers
+            signal_tree(run.pid, getattr(signal, "SIGKILL", signal.SIGTERM))  # stragglers
         state, message, progress = self._outcome(run)
         self._save(run.job_id, state=state, message=message, progress=progress)
         run.ended.set()
@@ -457,77 +458,3 @@ def _tail(path: Path, size: int = 16384) -> str:
 
 def _last_lines(text: str, n: int = 5) -> str:
     return "\n".join([line for line in text.splitlines() if line.strip()][-n:])
-
-
-def _new_group() -> dict[str, Any]:
-    if os.name == "nt":
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
-    return {"start_new_session": True}
-
-
-def _signal_tree(pid: int, sig: int) -> None:
-    """Signal the process group the job leads (its pid is the group id: a new session)."""
-    if os.name == "nt":
-        subprocess.run(["taskkill", "/T", "/F", "/PID", str(pid)], capture_output=True)
-        return
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _group_alive(pgid: int) -> bool:
-    if os.name == "nt":
-        return False
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    # Zombies (exited, not yet reaped) answer too; they hold nothing.
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return True
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
-
-
-def pid_alive(pid: int) -> bool:
-    """Is a process with this pid running (zombies count as gone)?"""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def is_our_job(pid: int, job_file: Path) -> bool:
-    """Is `pid` alive and running this job file (not a stranger who got the pid since)?"""
-    if not pid_alive(pid):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace")
-        args = cmdline.split("\0")
-    except OSError:
-        if os.name == "nt":
-            return False
-        ps = subprocess.run(
-            ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True
-        )
-        args = ps.stdout.split()
-    return str(job_file) in args or str(job_file.resolve()) in args

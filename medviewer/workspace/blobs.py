@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from medviewer.processes import pid_alive
 from medviewer.workspace.errors import CorruptBlob, SaveError
 
 TMP_SUFFIX = ".tmp"
@@ -106,7 +107,10 @@ class BlobStore:
         if self.tmp.is_dir():
             for f in self.tmp.iterdir():
                 pid = f.name.split("-", 1)[0]
-                if not (pid.isdigit() and _alive(int(pid))) or now - f.stat().st_mtime > 86400:
+                if (
+                    not (pid.isdigit() and (int(pid) == os.getpid() or pid_alive(int(pid))))
+                    or now - f.stat().st_mtime > 86400
+                ):
                     f.unlink(missing_ok=True)
                     removed += 1
         for f in self.root.glob("??/*.png"):
@@ -114,15 +118,3 @@ class BlobStore:
                 f.unlink(missing_ok=True)
                 removed += 1
         return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

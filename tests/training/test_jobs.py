@@ -16,14 +16,8 @@ from typing import Any
 
 import pytest
 
-from medviewer.training.jobs import (
-    APP_DIED,
-    OUT_OF_MEMORY,
-    JobError,
-    JobManager,
-    is_our_job,
-    pid_alive,
-)
+from medviewer.processes import is_our_job, pid_alive
+from medviewer.training.jobs import APP_DIED, OUT_OF_MEMORY, JobError, JobManager
 from medviewer.workspace import Workspace
 
 PRELUDE = """\
