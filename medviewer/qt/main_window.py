@@ -30,6 +30,9 @@ from medviewer.qt.tools import ToolController
 from medviewer.qt.viewer.image_view import ImageView
 from medviewer.qt.workers import Workers
 from medviewer.training.jobs import JobManager
+from medviewer.workspace import ImageQuery
+
+ISLAND_PIXELS = 20  # "remove small islands": regions smaller than this many pixels
 
 if TYPE_CHECKING:
     from medviewer.imaging import Image
@@ -129,6 +132,15 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _=False, w=window: self.view.set_window(w))
             bar.addAction(action)
         bar.addSeparator()
+        for text, slot in (
+            ("Accept AI", self.tools.accept_proposal),
+            ("Remove islands", lambda: self.tools.remove_islands(ISLAND_PIXELS)),
+            ("Clear", self.tools.clear),
+        ):
+            action = QAction(text, self)
+            action.triggered.connect(slot)
+            bar.addAction(action)
+        bar.addSeparator()
         retrain = QAction("Retrain...", self)
         retrain.triggered.connect(self.retrain)
         bar.addAction(retrain)
@@ -177,7 +189,7 @@ class MainWindow(QMainWindow):
             lambda n: self.jobs_label.setText(f"AI: {n} running" if n else "")
         )
         self.view.sig_cursor.connect(self.cursor_label.setText)
-        self.view.box.sig_scroll.connect(self.step)
+        self.view.box.sig_scroll.connect(self.scroll_slices)
 
     # -- actions -----------------------------------------------------------------------
 
@@ -198,6 +210,16 @@ class MainWindow(QMainWindow):
         nxt = self.worklist.neighbour(current, delta)
         if nxt is not None and nxt != current:
             self.open_image(nxt)
+
+    def scroll_slices(self, delta: int) -> None:
+        """Mouse wheel: the neighbouring slice of the same series, whatever the worklist order."""
+        state = self.review.state
+        if state is None:
+            return
+        series = [r.id for r in self.ws.images(ImageQuery(series_uid=state.image.series_uid))]
+        k = series.index(state.image.id) + delta if state.image.id in series else -1
+        if 0 <= k < len(series):
+            self.open_image(series[k])
 
     def _show_review(self, state: ReviewState, image: Image, shown: np.ndarray | None) -> None:
         same = self.view.image is not None and self.view.image.source == image.source

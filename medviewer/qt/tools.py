@@ -106,6 +106,10 @@ class ToolController(QObject):
         if self.review.session is not None and self.review.session.proposal is not None:
             self.review.edited(self.review.session.accept_proposal())
 
+    def remove_islands(self, min_pixels: int) -> None:
+        if self.review.session is not None:
+            self.review.edited(self.review.session.remove_islands(min_pixels))
+
     def clear(self) -> None:
         if self.review.session is not None:
             self.review.edited(self.review.session.clear())

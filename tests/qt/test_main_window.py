@@ -118,3 +118,23 @@ def test_worklist_click_opens_image(window, qtbot) -> None:  # noqa: ANN001
     rect = window.worklist.table.visualRect(index)
     qtbot.mouseClick(window.worklist.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     qtbot.waitUntil(lambda: window.review.state.image.id == target, timeout=10_000)
+
+
+def test_wheel_scrolls_slices_of_the_series(window, qtbot) -> None:  # noqa: ANN001
+    window.worklist.order.setCurrentText("Most uncertain first")  # worklist order is irrelevant
+    first = window.review.state.image.id
+    window.view.box.sig_scroll.emit(1)
+    qtbot.waitUntil(lambda: window.review.state.image.position == 1, timeout=10_000)
+    window.view.box.sig_scroll.emit(-1)
+    qtbot.waitUntil(lambda: window.review.state.image.id == first, timeout=10_000)
+
+
+def test_remove_islands_clear_and_accept(window, qtbot) -> None:  # noqa: ANN001
+    drag(window, [(10, 30), (50, 30)])
+    _mask(window)[60, 70] = 1  # a stray pixel
+    window.tools.remove_islands(20)
+    assert _mask(window)[60, 70] == 0 and _mask(window)[30, 30] == 1
+    window.tools.clear()
+    assert not _mask(window).any()
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert _mask(window)[30, 30] == 1
