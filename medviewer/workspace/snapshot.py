@@ -63,19 +63,27 @@ class TrainingSnapshot:
 def training_snapshot(ws: Workspace) -> TrainingSnapshot:
     """Images a human confirmed (approved, or corrected and not rejected) with their revisions.
 
-    Approving an image confirms what was on screen, so an approved image without a human mask
-    trains on its latest mask of any source (the accepted AI proposal).
+    Approving an image confirms what was on screen then: an approved image trains on its latest
+    human revision, or on an AI proposal made before the approval (the accepted proposal). A
+    proposal made after the approval (a newer model version) is not confirmed and never
+    replaces the confirmed truth.
     """
     from medviewer.workspace.store import instance_from_json
 
     with ws.snapshot() as db:
         last = db.execute("SELECT coalesce(max(id), 0) FROM revisions").fetchone()[0]
-        latest: dict[tuple[int, str, bool], Revision] = {}
+        revs: dict[tuple[int, str], list[Revision]] = {}
         for row in db.execute(
             f"SELECT {_COLUMNS} FROM revisions WHERE kind IN ('mask', 'labels') ORDER BY id"
         ):
             rev = _revision(row)
-            latest[(rev.image_id, rev.kind, rev.source in HUMAN_SOURCES)] = rev
+            revs.setdefault((rev.image_id, rev.kind), []).append(rev)
+        approved_at = dict(
+            db.execute(
+                "SELECT image, max(id) FROM revisions WHERE kind = 'status'"
+                " AND json_extract(payload, '$.status') = 'approved' GROUP BY image"
+            ).fetchall()
+        )
         images = db.execute(
             "SELECT i.id, i.instance, i.frame, i.status, p.patient_id, st.uid FROM images i"
             " JOIN series se ON se.id = i.series JOIN studies st ON st.id = se.study"
@@ -85,15 +93,18 @@ def training_snapshot(ws: Workspace) -> TrainingSnapshot:
     for image_id, instance, frame, status, patient_id, study_uid in images:
         if status == "rejected":
             continue
-        picked = {}
-        for kind in ("mask", "labels"):
-            human = latest.get((image_id, kind, True))
-            other = latest.get((image_id, kind, False))
-            if status == "approved":
-                candidates = [r for r in (human, other) if r is not None]
-                picked[kind] = max(candidates, key=lambda r: r.id) if candidates else None
-            else:
-                picked[kind] = human
+        approval = approved_at.get(image_id, 0) if status == "approved" else 0
+        picked = {
+            kind: next(
+                (
+                    r
+                    for r in reversed(revs.get((image_id, kind), []))
+                    if r.source in HUMAN_SOURCES or r.id < approval
+                ),
+                None,
+            )
+            for kind in ("mask", "labels")
+        }
         if status != "approved" and picked["mask"] is None and picked["labels"] is None:
             unreviewed += 1
             continue

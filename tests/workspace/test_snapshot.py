@@ -63,3 +63,15 @@ def test_snapshot_is_consistent_while_another_process_writes(ws: Workspace) -> N
     finally:
         stop.set()
         writer.join()
+
+
+def test_a_proposal_after_approval_does_not_replace_the_confirmed_mask(ws: Workspace) -> None:
+    a = ws.images()[0].id
+    accepted = ws.revisions.save_mask(a, _mask(1), source="ai", author="m", model=("m", "1"))
+    ws.revisions.set_status(a, "approved", author="dr")
+    ws.revisions.save_mask(a, _mask(2), source="ai", author="m", model=("m", "2"))  # newer model
+    (item,) = training_snapshot(ws).items
+    assert item.mask.id == accepted.id
+    later = ws.revisions.save_mask(a, _mask(3), source="human", author="dr")  # a correction
+    (item,) = training_snapshot(ws).items
+    assert item.mask.id == later.id
