@@ -21,7 +21,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(PY)
 	touch $@
 
 demo: $(VENV)/.demo-installed
-	$(VENV)/bin/medviewer demo --out demo-output
+	$(VENV)/bin/medviewer demo
 
 # dcmtk (dcmj2pnm) and dicom3tools (dciodvfy) check our output; tests needing them skip without.
 debian-tools:

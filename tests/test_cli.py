@@ -105,7 +105,9 @@ def test_render_frame_out_of_range(capsys: pytest.CaptureFixture[str], tmp_path:
     assert "frame 99 asked for, the file has 15" in capsys.readouterr().err
 
 
-def test_demo_renders_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--out", str(tmp_path)]) == 0
-    assert "0 unreadable" in capsys.readouterr().out
-    assert len(list(tmp_path.glob("*.png"))) >= 5
+def test_demo_builds_headless(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["demo", "--workspace", str(tmp_path / "ws"), "--no-gui", "--small"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "6 AI proposals" in out and "model fundus-findings v1" in out
+    assert (tmp_path / "ws" / "demo.json").is_file()

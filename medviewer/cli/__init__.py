@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from medviewer import __version__
-from medviewer.cli import gui, imaging, models, training, workspace
+from medviewer.cli import demo, gui, imaging, models, training, workspace
 from medviewer.imaging import ImageLoadError
 from medviewer.inference.errors import InferenceError
 from medviewer.models.errors import ModelError
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_commands(sub)
     training.add_commands(sub)
     gui.add_commands(sub)
+    demo.add_commands(sub)
     return parser
 
 

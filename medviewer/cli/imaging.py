@@ -1,4 +1,4 @@
-"""Commands on files: info, render, demo."""
+"""Commands on files: info, render."""
 
 from __future__ import annotations
 
@@ -114,29 +114,6 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Today's demo: import the real sample studies, report them, render one image per series."""
-    import cv2
-
-    from medviewer.demo.samples import sample_files
-
-    paths, missing = sample_files()
-    for name in missing:
-        print(f"note: sample {name} is not installed (pip install 'medviewer[demo]'); skipped")
-    catalog = verify(scan(paths))
-    print_catalog(catalog)
-    args.out.mkdir(parents=True, exist_ok=True)
-    loader = ImageLoader(cache_bytes=0)
-    for n, se in enumerate(catalog.series(), 1):
-        frames = se.frames
-        ref = frames[len(frames) // 2]
-        out = render(loader.image(ref))
-        name = f"{n:02d}_{se.modality or 'OT'}_{ref.instance.path.stem}.png"
-        cv2.imwrite(str(args.out / name), out[..., ::-1] if out.ndim == 3 else out)
-    print(f"rendered the middle image of {len(catalog.series())} series to {args.out}/")
-    return 0 if catalog.instances() else 2
-
-
 def add_commands(sub: argparse._SubParsersAction) -> None:
     info = sub.add_parser("info", help="list patients, studies, series and unreadable files")
     info.add_argument("paths", nargs="+", type=Path, help="files, folders or DICOMDIRs")
@@ -150,7 +127,3 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     rend.add_argument("--frame", type=int, default=1, help="frame number, from 1")
     rend.add_argument("--window", type=float, nargs=2, metavar=("CENTER", "WIDTH"))
     rend.set_defaults(func=cmd_render)
-
-    demo = sub.add_parser("demo", help="import the bundled sample studies and render them")
-    demo.add_argument("--out", type=Path, default=Path("demo-output"), help="folder for the PNGs")
-    demo.set_defaults(func=cmd_demo)

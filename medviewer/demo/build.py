@@ -1,0 +1,257 @@
+"""Build the demo workspace: generated and real studies, three small trained models and their
+proposals for every image of their task. Built once; a finished workspace (its `demo.json`)
+is reused.
+
+    build_demo(Path("demo-workspace"))  # about half a minute on a 2-core CPU
+
+The generated ground truth of part of each task is imported as `import` revisions by "demo"
+and approved: that is the human-confirmed training data. The rest is left unreviewed, with
+the (deliberately imperfect) AI proposals to correct; the confirmed images get none (see _models).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medviewer.demo.cases import FULL, SMALL, TASKS, DemoSize, Written, model_specs, write_studies
+from medviewer.demo.samples import sample_files
+from medviewer.inference.batch import done_images
+from medviewer.inference.runner import BATCH, InferenceRunner
+from medviewer.models.checkpoints import save_checkpoint
+from medviewer.models.registry import build_model
+from medviewer.models.spec import ModelSpec
+from medviewer.models.versions import next_version, version_dir
+from medviewer.training.data import prepare, split_by_patient
+from medviewer.training.trainer import TrainConfig, fit
+from medviewer.workspace import Workspace, training_snapshot
+
+MARKER = "demo.json"
+STUDIES = "demo-studies"
+AUTHOR = "demo"
+FORMAT = 1  # bump when the demo changes, so an old demo workspace is rebuilt
+
+
+@dataclass
+class DemoSummary:
+    workspace: str
+    seed: int
+    images: int = 0  # in the workspace (generated and real)
+    task_images: dict[str, int] = field(default_factory=dict)
+    confirmed: dict[str, int] = field(default_factory=dict)  # training data per task
+    proposals: dict[str, int] = field(default_factory=dict)  # per model name
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> version, metrics
+    samples: int = 0  # real sample files imported
+    notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    size: dict[str, Any] = field(default_factory=dict)
+    format: int = FORMAT
+    reused: bool = False
+
+    def lines(self) -> list[str]:
+        out = [
+            f"demo workspace {self.workspace}" + (" (reused)" if self.reused else ""),
+            f"  {self.images} images: "
+            + ", ".join(f"{t} {n}" for t, n in self.task_images.items())
+            + f", {self.samples} real sample file(s)",
+            f"  {sum(self.proposals.values())} AI proposals, "
+            f"{sum(self.confirmed.values())} confirmed training images",
+        ]
+        for name, m in self.models.items():
+            out.append(f"  model {name} {m['version']} ({m['task']}): {_metrics_text(m)}")
+        out += [f"  note: {n}" for n in self.notes]
+        if self.seconds:
+            out.append("  " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()))
+        return out
+
+
+def _metrics_text(m: dict[str, Any]) -> str:
+    v = m.get("validation", {})
+    parts = [f"{k} {v[k]:.2f}" for k in ("mean_dice", "mean_auc", "gate_accuracy")
+             if isinstance(v.get(k), (int, float))]  # fmt: skip
+    return ", ".join(parts) + f" on {v.get('images', 0)} validation image(s)"
+
+
+def load_summary(workspace: Path) -> DemoSummary | None:
+    """The finished demo's summary, or None when the workspace holds no finished demo."""
+    try:
+        data = json.loads((Path(workspace) / MARKER).read_text())
+        return DemoSummary(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def build_demo(
+    workspace: Path,
+    seed: int = 0,
+    progress: Callable[[str], None] = print,
+    *,
+    small: bool = False,
+    size: DemoSize | None = None,
+) -> DemoSummary:
+    """Build (or reuse) the demo workspace; see the module docstring."""
+    workspace = Path(workspace)
+    size = size or (SMALL if small else FULL)
+    done = load_summary(workspace)
+    if done and done.seed == seed and done.size == size.key() and done.format == FORMAT:
+        done.reused = True
+        return done
+    workspace.mkdir(parents=True, exist_ok=True)
+    summary = DemoSummary(str(workspace.resolve()), seed, size=size.key())
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        summary.seconds[name] = round(now - clock, 2)
+        clock = now
+
+    progress("writing the generated studies ...")
+    written = write_studies(workspace / STUDIES, seed, size)
+    samples, missing = sample_files()
+    summary.notes += [
+        f"sample {n} is not installed (pip install 'medviewer[demo]')" for n in missing
+    ]
+    retina = _retina(workspace / STUDIES, summary.notes)
+    lap("studies")
+    with Workspace.open(workspace) as ws:
+        progress(f"importing {len(written)} generated and {len(samples)} real files ...")
+        ws.import_paths([workspace / STUDIES, *samples])
+        summary.samples = len(samples) + (retina is not None)
+        ids = _image_ids(ws, written, retina)
+        _confirm(ws, written, ids, size)
+        lap("import")
+        specs = model_specs(size)
+        threads = torch.get_num_threads()
+        # One thread: tiny models gain little from more, and on a busy CPU several threads
+        # wait on each other (measured: 15x slower steps under load).
+        torch.set_num_threads(1)
+        try:
+            _models(ws, specs, ids, seed, size, summary, progress, lap)
+        finally:
+            torch.set_num_threads(threads)
+        summary.images = len(ws.images())
+        summary.task_images = {t: len(ids[t]) for t in TASKS}
+        summary.confirmed = {t: sum(w.labelled for w in written if w.task == t) for t in TASKS}
+    tmp = workspace / (MARKER + ".tmp")
+    tmp.write_text(json.dumps(asdict(summary), indent=1))
+    tmp.replace(workspace / MARKER)
+    return summary
+
+
+def _models(
+    ws: Workspace, specs: dict, ids: dict, seed: int, size: DemoSize, summary: DemoSummary,
+    progress: Callable[[str], None], lap: Callable[[str], None],
+) -> None:  # fmt: skip
+    for task in TASKS:
+        progress(f"training the {task} model ({size.epochs[task]} epoch(s)) ...")
+        epochs = size.epochs[task]
+        summary.models[specs[task].name] = _train(ws, specs[task], ids[task], seed, epochs, size)
+    lap("training")
+    progress("computing AI proposals for the worklist ...")
+    # Not for the confirmed images: approving trains on an image's latest mask, so a newer
+    # AI proposal there would replace the ground truth at the next Retrain.
+    confirmed = {r.id for r in ws.images() if r.status == "approved"}
+    for task in TASKS:
+        todo = [i for i in ids[task] if i not in confirmed]
+        summary.proposals[specs[task].name] = _propose(ws, specs[task].name, todo)
+    lap("proposals")
+
+
+def _retina(root: Path, notes: list[str]) -> Path | None:
+    """skimage's real fundus photograph, when scikit-image is installed (optional)."""
+    try:
+        import skimage.data
+    except ImportError:
+        notes.append("scikit-image is not installed: the real retina.jpg is skipped")
+        return None
+    src = Path(skimage.data.__file__).parent / "retina.jpg"
+    if not src.is_file():
+        notes.append("scikit-image has no local retina.jpg (it would download it): skipped")
+        return None
+    dest = root / "fundus" / "skimage" / "retina.jpg"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(src.read_bytes())
+    return dest
+
+
+def _image_ids(ws: Workspace, written: list[Written], retina: Path | None) -> dict[str, list]:
+    by_path = {Path(r.path).resolve(): r.id for r in ws.images()}
+    ids: dict[str, list] = {t: [] for t in TASKS}
+    for w in written:
+        ids[w.task].append(by_path[w.path.resolve()])
+    if retina is not None and retina.resolve() in by_path:
+        ids["fundus"].append(by_path[retina.resolve()])
+    return ids
+
+
+def _confirm(ws: Workspace, written: list[Written], ids: dict[str, list], size: DemoSize) -> None:
+    """The labelled part's ground truth as approved `import` revisions (once per image)."""
+    index = {t: 0 for t in TASKS}
+    for w in written:
+        image_id = ids[w.task][index[w.task]]
+        index[w.task] += 1
+        if not w.labelled or ws.revisions.final(image_id, "status") is not None:
+            continue
+        if w.task != "fundus":
+            n = len(w.case.classes)
+            ws.revisions.save_mask(
+                image_id, w.case.mask, source="import", author=AUTHOR, num_classes=n
+            )
+        if w.task != "abdomen":
+            ws.revisions.save_labels(image_id, w.case.labels, source="import", author=AUTHOR)
+        ws.revisions.set_status(image_id, "approved", author=AUTHOR)
+
+
+def _train(
+    ws: Workspace, spec: ModelSpec, image_ids: list, seed: int, epochs: int, size: DemoSize
+) -> dict:
+    """Train the task's model on its confirmed images; register and activate it (once)."""
+    active = ws.models.active(spec.name)
+    if active is None:
+        wanted = set(image_ids)
+        items = [i for i in training_snapshot(ws).items if i.image_id in wanted]
+        split = split_by_patient(items, 0.4, seed)
+        train, val = prepare(ws, split.train, spec), prepare(ws, split.val, spec)
+        torch.manual_seed(seed)
+        model = build_model(spec)
+        cfg = TrainConfig(epochs=epochs, batch_size=size.batch_size,
+                          lr=3e-3, device="cpu", seed=seed, patience=0)  # fmt: skip
+        result = fit(model, spec, train, val, cfg)
+        model.load_state_dict(result.state)
+        metrics = {
+            "validation": result.metrics,
+            "note": "demo model, trained briefly on generated phantoms",
+            "manifest": {**split.manifest(), "train_images": len(train), "val_images": len(val)},
+            "training": {**asdict(cfg), "best_epoch": result.best_epoch},
+        }
+        version = next_version(ws, spec.name)
+        folder = version_dir(ws, spec.name, version)
+        save_checkpoint(folder, model, spec, metrics)
+        ws.models.register(
+            spec.name, version, path=str(folder), spec=spec.to_dict(), metrics=metrics
+        )
+        active = ws.models.activate(spec.name, version)
+    return {
+        "version": active.version,
+        "task": spec.task,
+        "validation": active.metrics.get("validation", {}),
+    }
+
+
+def _propose(ws: Workspace, name: str, image_ids: list) -> int:
+    """AI proposals of the model's active version for its task's images only (resumable)."""
+    with InferenceRunner(ws, device="cpu", batch_size=8) as runner:
+        version = runner.load(name)
+        spec = runner.spec(name)
+        done = done_images(ws, name, version, spec)
+        todo = [i for i in image_ids if i not in done]
+        for future in runner.submit_many(todo, BATCH, model=name):
+            future.result()
+    return len(done_images(ws, name, version, spec) & set(image_ids))
