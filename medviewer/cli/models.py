@@ -141,6 +141,23 @@ def cmd_infer(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_spread(args: argparse.Namespace) -> int:
+    """Label spreading: propose labels for unlabelled images from confirmed neighbours."""
+    from medviewer.training.spreading import propose_labels
+
+    with _open(args) as ws:
+        report = propose_labels(ws, args.model, threshold=args.threshold)
+    print(
+        f"{report.model} {report.version}: {report.proposed} label proposal(s) saved as"
+        f" ai-propagated (from {report.labelled} confirmed image(s)); {report.low_confidence}"
+        f" below {args.threshold}, {report.unchanged} unchanged, {len(report.failed)} failed"
+    )
+    for image_id, reason in report.failed:
+        print(f"  image {image_id}: {reason}")
+    print("They enter training only once a clinician approves the image.")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     def workspace_option(p: argparse.ArgumentParser, default: object = None) -> None:
         p.add_argument(
@@ -179,3 +196,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     infer.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     infer.add_argument("--batch-size", type=int, default=4)
     infer.set_defaults(func=cmd_infer)
+
+    spread = sub.add_parser(
+        "spread-labels", help="propose labels for unlabelled images (label spreading)"
+    )
+    workspace_option(spread)
+    spread.add_argument("--model", required=True, help="classification model whose encoder embeds")
+    spread.add_argument("--threshold", type=float, default=0.9, help="confidence to propose")
+    spread.set_defaults(func=cmd_spread)

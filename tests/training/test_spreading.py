@@ -174,3 +174,15 @@ def test_multiclass_models_spread_one_problem(ws: Workspace):
     assert all(r.labels["blob"] != r.labels["clear"] for r in proposals.values())
     agree = sum(r.labels["blob"] == truth(ws, i) for i, r in proposals.items())
     assert agree / len(proposals) >= 0.9
+
+
+def test_spread_labels_command(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    from medviewer.cli import main
+
+    root = ws.root
+    ws.close()
+    assert main(["spread-labels", "--workspace", str(root), "--model", "finding"]) == 0
+    out = capsys.readouterr().out
+    assert "label proposal(s) saved as ai-propagated" in out and "once a clinician approves" in out
+    with Workspace.open(root) as again:
+        assert propagated(again)
