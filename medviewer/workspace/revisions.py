@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -173,42 +173,19 @@ class Revisions:
             raise ValueError(f"unknown revision source {source!r}; valid: {', '.join(SOURCES)}")
         if not author:
             raise ValueError("every revision needs an author")
-        now = time.time()
         name, version = model if model else (None, None)
+        rev = Revision(
+            0, image_id, kind, source, author, name, version, time.time(), parent_id, blob,
+            payload, summary,
+        )  # fmt: skip
         with self.ws.transaction(f"save the {kind} of image {image_id}") as db:
             cur = db.execute(
                 "INSERT INTO revisions (image, kind, source, author, model_name, model_version,"
                 " created_at, parent, blob, payload, summary) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    image_id,
-                    kind,
-                    source,
-                    author,
-                    name,
-                    version,
-                    now,
-                    parent_id,
-                    blob,
-                    json.dumps(payload),
-                    json.dumps(summary),
-                ),
+                (*_row_values(rev), json.dumps(payload), json.dumps(summary)),
             )
-            _update_image_state(db, image_id, kind, source, author, now, payload, summary)
-            rev_id = cur.lastrowid
-        return Revision(
-            rev_id,
-            image_id,
-            kind,
-            source,
-            author,
-            name,
-            version,
-            now,
-            parent_id,
-            blob,
-            payload,
-            summary,
-        )
+            _update_image_state(db, rev)
+        return replace(rev, id=cur.lastrowid)
 
     # -- read --------------------------------------------------------------------------
 
@@ -273,17 +250,20 @@ def _size(shape: tuple[int, ...]) -> str:
     return f"{shape[1]}x{shape[0]}" if len(shape) == 2 else "x".join(map(str, shape))
 
 
-def _update_image_state(
-    db: Any,
-    image_id: int,
-    kind: str,
-    source: str,
-    author: str,
-    now: float,
-    payload: dict[str, Any],
-    summary: dict[str, Any],
-) -> None:
+def _row_values(rev: Revision) -> tuple:
+    """The revision's columns from image to blob, in table order."""
+    return (
+        rev.image_id, rev.kind, rev.source, rev.author, rev.model_name, rev.model_version,
+        rev.created_at, rev.parent_id, rev.blob,
+    )  # fmt: skip
+
+
+def _update_image_state(db: Any, rev: Revision) -> None:
     """Keep the worklist columns of `images` in step with the revision just written."""
+    image_id, kind, source, author, now = (
+        rev.image_id, rev.kind, rev.source, rev.author, rev.created_at,
+    )  # fmt: skip
+    payload, summary = rev.payload, rev.summary
     if source in ("ai", "ai-propagated"):
         sets, args = [], []
         for column, key in (
