@@ -25,6 +25,28 @@ class RawOutput:
     label_probs: dict[str, float]
 
 
+def probabilities(out: dict[str, torch.Tensor], spec: ModelSpec) -> dict[str, np.ndarray]:
+    """Network output -> probabilities: {"mask": (N, classes, H, W), "labels": (N, L)}.
+
+    The one conversion inference and training's validation share. A binary segmenter has one
+    logit channel, returned as [background, foreground].
+    """
+    result = {}
+    if "mask" in out:
+        logits = out["mask"].float()
+        if logits.shape[1] == 1:
+            fg = torch.sigmoid(logits)
+            result["mask"] = torch.cat([1 - fg, fg], dim=1).cpu().numpy()
+        else:
+            result["mask"] = torch.softmax(logits, dim=1).cpu().numpy()
+    if "labels" in out:
+        logits = out["labels"].float()
+        multilabel = spec.label_mode == "multilabel"
+        probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, 1)
+        result["labels"] = probs.cpu().numpy()
+    return result
+
+
 class Engine:
     """Owns one model on one device. Not thread-safe: one worker thread drives it."""
 
@@ -50,23 +72,7 @@ class Engine:
         x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             out = self.model(x)
-        result = {}
-        if "mask" in out:
-            logits = out["mask"].float()
-            if logits.shape[1] == 1:  # binary: one logit -> [background, foreground]
-                fg = torch.sigmoid(logits)
-                result["mask"] = torch.cat([1 - fg, fg], dim=1).cpu().numpy()
-            else:
-                result["mask"] = torch.softmax(logits, dim=1).cpu().numpy()
-        if "labels" in out:
-            logits = out["labels"].float()
-            probs = (
-                torch.sigmoid(logits)
-                if self.spec.label_mode == "multilabel"
-                else torch.softmax(logits, 1)
-            )
-            result["labels"] = probs.cpu().numpy()
-        return result
+        return probabilities(out, self.spec)
 
     def run(self, images: list[Image]) -> list[RawOutput]:
         """Outputs for each image at its native size; batches of `batch_size`, with a retry at
