@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medviewer.inference.engine import probabilities
 from medviewer.inference.gate import apply_gate
 from medviewer.inference.postprocess import postprocess
 from medviewer.models.spec import Gate, ModelSpec
@@ -130,24 +131,6 @@ class Scores:
         return out
 
 
-def probabilities(out: dict[str, torch.Tensor], spec: ModelSpec) -> dict[str, np.ndarray]:
-    """Network output -> probabilities, as medviewer.inference.engine.Engine.forward does."""
-    result = {}
-    if "mask" in out:
-        logits = out["mask"].float()
-        if logits.shape[1] == 1:
-            fg = torch.sigmoid(logits)
-            result["mask"] = torch.cat([1 - fg, fg], dim=1).cpu().numpy()
-        else:
-            result["mask"] = torch.softmax(logits, dim=1).cpu().numpy()
-    if "labels" in out:
-        logits = out["labels"].float()
-        multilabel = spec.label_mode == "multilabel"
-        probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, 1)
-        result["labels"] = probs.cpu().numpy()
-    return result
-
-
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -164,8 +147,9 @@ def evaluate(
     for start in range(0, len(data), batch_size):
         batch = data.batch(range(start, min(start + batch_size, len(data))))
         on_device = {k: v.to(device) for k, v in batch.items()}
+        x = on_device["image"].contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", enabled=device.type == "cuda"):
-            out = model(on_device["image"])
+            out = model(x)
         if criterion is not None:
             n = len(batch["image"])
             loss_sum += float(criterion(out, on_device)) * n
