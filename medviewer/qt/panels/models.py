@@ -11,7 +11,7 @@ from medviewer.workspace.models import ModelVersion
 def _metrics_text(m: ModelVersion) -> str:
     metrics = m.metrics.get("validation", m.metrics)
     shown = [
-        f"{k} {v:.3f}"
+        f"{k} {v}" if isinstance(v, int) else f"{k} {v:.3f}"
         for k, v in metrics.items()
         if isinstance(v, (int, float)) and not isinstance(v, bool)
     ]
