@@ -206,7 +206,8 @@ class Workspace:
             yield db
             db.execute("COMMIT")
         except BaseException as e:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may have rolled back already (e.g. disk full)
+                db.execute("ROLLBACK")
             if isinstance(e, sqlite3.Error):
                 raise SaveError(f"{self.root / DB_NAME}: could not {what}: {e}") from e
             raise
