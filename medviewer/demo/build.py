@@ -1,4 +1,4 @@
-"""Build the demo workspace: generated and real studies, three small trained models and their
+"""Build the demo workspace: generated and real studies, four small trained models and their
 proposals for every image of their task. Built once; a finished workspace (its `demo.json`)
 is reused.
 
@@ -20,7 +20,16 @@ from typing import Any
 
 import torch
 
-from medviewer.demo.cases import FULL, SMALL, TASKS, DemoSize, Written, model_specs, write_studies
+from medviewer.demo.cases import (
+    ALL_TASKS,
+    FULL,
+    SMALL,
+    DemoSize,
+    Written,
+    model_specs,
+    write_brain,
+    write_studies,
+)
 from medviewer.demo.samples import sample_files
 from medviewer.inference.batch import done_images
 from medviewer.inference.runner import BATCH, InferenceRunner
@@ -35,7 +44,7 @@ from medviewer.workspace import Workspace, training_snapshot
 MARKER = "demo.json"
 STUDIES = "demo-studies"
 AUTHOR = "demo"
-FORMAT = 1  # bump when the demo changes, so an old demo workspace is rebuilt
+FORMAT = 2  # bump when the demo changes, so an old demo workspace is rebuilt
 
 
 @dataclass
@@ -114,6 +123,9 @@ def build_demo(
 
     progress("writing the generated studies ...")
     written = write_studies(workspace / STUDIES, seed, size)
+    brain, note = write_brain(workspace / STUDIES, size)
+    written += brain
+    summary.notes += [note] if note else []
     samples, missing = sample_files()
     summary.notes += [
         f"sample {n} is not installed (pip install 'medviewer[demo]')" for n in missing
@@ -124,6 +136,7 @@ def build_demo(
         progress(f"importing {len(written)} generated and {len(samples)} real files ...")
         ws.import_paths([workspace / STUDIES, *samples])
         summary.samples = len(samples) + (retina is not None)
+        tasks = tuple(t for t in ALL_TASKS if any(w.task == t for w in written))
         ids = _image_ids(ws, written, retina)
         _confirm(ws, written, ids, size)
         lap("import")
@@ -133,12 +146,12 @@ def build_demo(
         # wait on each other (measured: 15x slower steps under load).
         torch.set_num_threads(1)
         try:
-            _models(ws, specs, ids, seed, size, summary, progress, lap)
+            _models(ws, specs, ids, seed, size, summary, progress, lap, tasks)
         finally:
             torch.set_num_threads(threads)
         summary.images = len(ws.images())
-        summary.task_images = {t: len(ids[t]) for t in TASKS}
-        summary.confirmed = {t: sum(w.labelled for w in written if w.task == t) for t in TASKS}
+        summary.task_images = {t: len(ids[t]) for t in tasks}
+        summary.confirmed = {t: sum(w.labelled for w in written if w.task == t) for t in tasks}
     tmp = workspace / (MARKER + ".tmp")
     tmp.write_text(json.dumps(asdict(summary), indent=1))
     tmp.replace(workspace / MARKER)
@@ -147,9 +160,9 @@ def build_demo(
 
 def _models(
     ws: Workspace, specs: dict, ids: dict, seed: int, size: DemoSize, summary: DemoSummary,
-    progress: Callable[[str], None], lap: Callable[[str], None],
+    progress: Callable[[str], None], lap: Callable[[str], None], tasks: tuple[str, ...],
 ) -> None:  # fmt: skip
-    for task in TASKS:
+    for task in tasks:
         progress(f"training the {task} model ({size.epochs[task]} epoch(s)) ...")
         epochs = size.epochs[task]
         summary.models[specs[task].name] = _train(ws, specs[task], ids[task], seed, epochs, size)
@@ -158,7 +171,7 @@ def _models(
     # Not for the confirmed images: approving trains on an image's latest mask, so a newer
     # AI proposal there would replace the ground truth at the next Retrain.
     confirmed = {r.id for r in ws.images() if r.status == "approved"}
-    for task in TASKS:
+    for task in tasks:
         todo = [i for i in ids[task] if i not in confirmed]
         summary.proposals[specs[task].name] = _propose(ws, specs[task].name, todo)
     lap("proposals")
@@ -183,7 +196,7 @@ def _retina(root: Path, notes: list[str]) -> Path | None:
 
 def _image_ids(ws: Workspace, written: list[Written], retina: Path | None) -> dict[str, list]:
     by_path = {Path(r.path).resolve(): r.id for r in ws.images()}
-    ids: dict[str, list] = {t: [] for t in TASKS}
+    ids: dict[str, list] = {t: [] for t in ALL_TASKS}
     for w in written:
         ids[w.task].append(by_path[w.path.resolve()])
     if retina is not None and retina.resolve() in by_path:
@@ -193,7 +206,7 @@ def _image_ids(ws: Workspace, written: list[Written], retina: Path | None) -> di
 
 def _confirm(ws: Workspace, written: list[Written], ids: dict[str, list], size: DemoSize) -> None:
     """The labelled part's ground truth as approved `import` revisions (once per image)."""
-    index = {t: 0 for t in TASKS}
+    index = {t: 0 for t in ALL_TASKS}
     for w in written:
         image_id = ids[w.task][index[w.task]]
         index[w.task] += 1
@@ -204,7 +217,7 @@ def _confirm(ws: Workspace, written: list[Written], ids: dict[str, list], size: 
             ws.revisions.save_mask(
                 image_id, w.case.mask, source="import", author=AUTHOR, num_classes=n
             )
-        if w.task != "abdomen":
+        if w.task in ("chest", "fundus"):
             ws.revisions.save_labels(image_id, w.case.labels, source="import", author=AUTHOR)
         ws.revisions.set_status(image_id, "approved", author=AUTHOR)
 
@@ -227,7 +240,12 @@ def _train(
         model.load_state_dict(result.state)
         metrics = {
             "validation": result.metrics,
-            "note": "demo model, trained briefly on generated phantoms",
+            "note": "demo model, trained briefly on "
+            + (
+                "nilearn's MNI152 brain slices"
+                if spec.name == "brain-tissue"
+                else "generated phantoms"
+            ),  # fmt: skip
             "manifest": {**split.manifest(), "train_images": len(train), "val_images": len(val)},
             "training": {**asdict(cfg), "best_epoch": result.best_epoch},
         }

@@ -1,4 +1,4 @@
-"""The demo's generated studies and its three model specs.
+"""The demo's generated studies, the real brain MRI slices and its four model specs.
 
 Chest radiographs (CR, a few images per patient), abdominal CT series (one per patient) and
 fundus photographs (JPEG, one folder per patient), written with medviewer.demo.writers from
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from medviewer.demo.brain import BRAIN_CLASSES, brain_cases, write_mr
 from medviewer.demo.phantoms import (
     ABDOMEN_CLASSES,
     CHEST_CLASSES,
@@ -20,7 +21,8 @@ from medviewer.demo.phantoms import (
 from medviewer.demo.writers import write_dicom, write_jpeg
 from medviewer.models.spec import ModelSpec
 
-TASKS = ("chest", "abdomen", "fundus")
+TASKS = ("chest", "abdomen", "fundus")  # generated phantoms
+ALL_TASKS = (*TASKS, "brain")  # and the real brain MRI (nilearn's MNI152 slices, optional)
 
 
 @dataclass(frozen=True)
@@ -41,20 +43,20 @@ class DemoSize:
 
 
 FULL = DemoSize(
-    patients={"chest": 6, "abdomen": 2, "fundus": 6},
-    per_patient={"chest": 4, "abdomen": 16, "fundus": 4},
-    labelled={"chest": 4, "abdomen": 8, "fundus": 4},
+    patients={"chest": 6, "abdomen": 2, "fundus": 6, "brain": 1},
+    per_patient={"chest": 4, "abdomen": 16, "fundus": 4, "brain": 16},
+    labelled={"chest": 4, "abdomen": 8, "fundus": 4, "brain": 8},
     image_size=256,
     input_size=96,
-    epochs={"chest": 8, "abdomen": 8, "fundus": 8},
+    epochs={"chest": 8, "abdomen": 8, "fundus": 8, "brain": 8},
 )
 SMALL = DemoSize(
-    patients={"chest": 3, "abdomen": 2, "fundus": 3},
-    per_patient={"chest": 2, "abdomen": 3, "fundus": 2},
-    labelled={"chest": 2, "abdomen": 2, "fundus": 2},
+    patients={"chest": 3, "abdomen": 2, "fundus": 3, "brain": 1},
+    per_patient={"chest": 2, "abdomen": 3, "fundus": 2, "brain": 4},
+    labelled={"chest": 2, "abdomen": 2, "fundus": 2, "brain": 2},
     image_size=128,
     input_size=64,
-    epochs={"chest": 1, "abdomen": 1, "fundus": 1},
+    epochs={"chest": 1, "abdomen": 1, "fundus": 1, "brain": 1},
 )
 
 
@@ -81,6 +83,19 @@ def write_studies(root: Path, seed: int, size: DemoSize) -> list[Written]:
                 path = _write(root, task, p, k, case)
                 out.append(Written(task, path, case, labelled))
     return out
+
+
+def write_brain(root: Path, size: DemoSize) -> tuple[list[Written], str | None]:
+    """The real brain MRI slices as one MR series (the first `labelled` confirmed), or none and
+    a note when nilearn is not installed."""
+    cases, note = brain_cases(size.per_patient["brain"])
+    folder = root / "brain" / "DEMO-BRAIN-01"
+    labelled = size.labelled["brain"]
+    written = [
+        Written("brain", write_mr(c, folder / f"{k + 1:03d}.dcm", k + 1), c, k < labelled)
+        for k, c in enumerate(cases)
+    ]
+    return written, note
 
 
 def _write(root: Path, task: str, p: int, k: int, case: Case) -> Path:
@@ -136,5 +151,17 @@ def model_specs(size: DemoSize) -> dict[str, ModelSpec]:
                 "std": [0.25, 0.25, 0.25],
             },
             "demo fundus spec",
+        ),
+        "brain": ModelSpec.from_dict(
+            {
+                "name": "brain-tissue",
+                "task": "segmentation",
+                "architecture": "Unet",
+                "encoder": "mobilenet_v2",
+                "classes": list(BRAIN_CLASSES),
+                "input_size": inp,
+                "min_component_pixels": 10,
+            },
+            "demo brain spec",
         ),
     }

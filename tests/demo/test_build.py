@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 
+import pytest
+
 from medviewer.demo.build import AUTHOR, build_demo
 from medviewer.workspace import Workspace, training_snapshot
+
+# The brain MRI task needs nilearn (the `demo` extra); without it the demo skips it with a note.
+HAS_NILEARN = all(importlib.util.find_spec(m) for m in ("nilearn", "nibabel"))
+BRAIN = {"brain": 4} if HAS_NILEARN else {}  # small build: 4 slices, 2 confirmed
 
 
 def test_small_demo_builds_and_is_reused(tmp_path: Path) -> None:
@@ -16,14 +23,17 @@ def test_small_demo_builds_and_is_reused(tmp_path: Path) -> None:
     summary = build_demo(ws_dir, seed=0, progress=messages.append, small=True)
     assert time.perf_counter() - started < 60
     assert messages and not summary.reused
-    assert summary.task_images == {"chest": 6, "abdomen": 6, "fundus": 6}
-    assert summary.confirmed == {"chest": 4, "abdomen": 4, "fundus": 4}
+    assert summary.task_images == {"chest": 6, "abdomen": 6, "fundus": 6, **BRAIN}
+    assert summary.confirmed == {"chest": 4, "abdomen": 4, "fundus": 4,
+                                 **{t: n // 2 for t, n in BRAIN.items()}}  # fmt: skip
     # every unconfirmed task image, by its own task's model
+    brain = {"brain-tissue": 2} if HAS_NILEARN else {}
     assert summary.proposals == {"chest-pneumothorax": 2, "abdomen-kidneys": 2,
-                                 "fundus-findings": 2}  # fmt: skip
+                                 "fundus-findings": 2, **brain}  # fmt: skip
     assert set(summary.models) == set(summary.proposals)
     assert all("score" in m["validation"] for m in summary.models.values())
-    assert summary.images >= 18 + summary.samples
+    assert summary.images >= 18 + sum(BRAIN.values()) + summary.samples
+    assert HAS_NILEARN or any("brain MRI task is skipped" in n for n in summary.notes)
     assert any("demo workspace" in line for line in summary.lines())
 
     with Workspace.open(ws_dir) as ws:
@@ -39,16 +49,17 @@ def test_small_demo_builds_and_is_reused(tmp_path: Path) -> None:
         for image, model in ai:
             models_of.setdefault(image, set()).add(model)
         approved = {r.id for r in ws.images() if r.status == "approved"}
-        assert len(approved) == 12 and not approved & set(models_of)
-        assert len(models_of) == 6  # unconfirmed task images only, never the real samples
+        extra = 2 if HAS_NILEARN else 0
+        assert len(approved) == 12 + extra and not approved & set(models_of)
+        assert len(models_of) == 6 + extra  # unconfirmed task images only, never the real samples
         stems = {r.id: Path(r.path) for r in ws.images()}
         for image, models in models_of.items():
             task = stems[image].parts[-3]  # demo-studies/<task>/<patient>/<file>
             want = {"chest": "chest-pneumothorax", "abdomen": "abdomen-kidneys",
-                    "fundus": "fundus-findings"}[task]  # fmt: skip
+                    "fundus": "fundus-findings", "brain": "brain-tissue"}[task]  # fmt: skip
             assert models == {want}, (stems[image], models)
         items = training_snapshot(ws).items
-        assert len(items) == 12
+        assert len(items) == 12 + extra
         assert all(i.status == "approved" for i in items)
         truth = [i.mask or i.labels for i in items]
         assert all(r is not None and r.source == "import" and r.author == AUTHOR for r in truth)
@@ -62,3 +73,36 @@ def test_small_demo_builds_and_is_reused(tmp_path: Path) -> None:
     with Workspace.open(ws_dir) as ws:
         assert ws.db.execute("SELECT count(*) FROM revisions").fetchone()[0] == revisions
         assert len(ws.images()) == images
+
+
+@pytest.mark.skipif(not HAS_NILEARN, reason="nilearn / nibabel (the demo extra) not installed")
+def test_brain_slices_are_a_real_mr_series_with_four_tissue_classes(tmp_path: Path) -> None:
+    import numpy as np
+    import pydicom
+
+    from medviewer.demo.cases import SMALL, write_brain
+
+    written, note = write_brain(tmp_path, SMALL)
+    assert note is None and len(written) == 4 and [w.labelled for w in written].count(True) == 2
+    zs = []
+    for w in written:
+        ds = pydicom.dcmread(w.path)
+        assert ds.Modality == "MR" and ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4"
+        assert ds.PhotometricInterpretation == "MONOCHROME2" and ds.pixel_array.dtype == np.uint16
+        assert [float(v) for v in ds.PixelSpacing] == [1.0, 1.0] and "FrameOfReferenceUID" in ds
+        assert np.array_equal(ds.pixel_array, w.case.image)
+        assert w.case.mask.shape == w.case.image.shape
+        assert set(np.unique(w.case.mask)) == {0, 1, 2, 3}
+        zs.append(float(ds.ImagePositionPatient[2]))
+    assert zs == sorted(zs) and len(set(zs)) == 4
+
+
+def test_brain_task_is_skipped_with_a_note_without_nilearn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import medviewer.demo.brain as brain
+    from medviewer.demo.cases import SMALL, write_brain
+
+    monkeypatch.setattr(brain, "_data_dir", lambda: None)
+    written, note = write_brain(tmp_path, SMALL)
+    assert written == [] and note and "skipped" in note
