@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: demo test bench lint debian-tools clean
+.PHONY: demo test bench lint debian-tools dist clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ test: $(VENV)/.dev-installed debian-tools lint
 
 bench: $(VENV)/.dev-installed
 	$(PY) bench/run.py
+
+# One-folder app in dist/medviewer/ (see packaging/README.md); PyInstaller goes into the venv.
+dist: $(VENV)/.demo-installed
+	@$(PY) -c "import PyInstaller" 2>/dev/null || $(PIP) install --quiet pyinstaller
+	$(VENV)/bin/pyinstaller --noconfirm packaging/medviewer.spec
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
