@@ -27,12 +27,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\n".join(summary.lines()))
     if args.no_gui:
         return 0
+    first = _first_to_review(args.workspace)
     if _headless():
         out = args.screenshots / "main-window.png"
         print(f"no display: rendering the main window offscreen to {out}")
         args.screenshots.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
         cmd = [sys.executable, "-m", "medviewer.cli", "--workspace", str(args.workspace)]
+        cmd += ["--image", str(first)] if first is not None else []
         rc = subprocess.run([*cmd, "--screenshot", str(out)], env=env, check=False).returncode
         if rc != 0 or not out.is_file():
             print(f"error: the screenshot failed (exit code {rc})", file=sys.stderr)
@@ -41,7 +43,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     from medviewer.qt.app import run_app  # Qt only when there is a window to show
 
-    return run_app(args.workspace, (), None, "auto")
+    return run_app(args.workspace, (), None, "auto", first)
+
+
+def _first_to_review(workspace: Path) -> int | None:
+    """Open the demo where the work is: the unreviewed chest radiograph the AI rates most likely
+    to show a pneumothorax, with its proposed mask; else any unreviewed image with a proposal."""
+    from medviewer.workspace import ImageQuery, Workspace
+
+    with Workspace.open(workspace, readonly=True) as ws:
+        for modality in ("CR", None):
+            query = ImageQuery(
+                status=["unreviewed"], modality=modality, order="probability", descending=True
+            )
+            rows = [r for r in ws.images(query) if r.ai_probability is not None]
+            if rows:
+                return rows[0].id
+    return None
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

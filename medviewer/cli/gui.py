@@ -30,7 +30,8 @@ def cmd_gui(args: argparse.Namespace) -> int:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     from medviewer.qt.app import run_app
 
-    return run_app(args.workspace, getattr(args, "paths", ()), args.screenshot, args.device)
+    paths = getattr(args, "paths", ())
+    return run_app(args.workspace, paths, args.screenshot, args.device, args.image)
 
 
 def add_gui_options(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +40,7 @@ def add_gui_options(parser: argparse.ArgumentParser) -> None:
         "--screenshot", type=Path, help="render the window to PNG once loaded, then exit"
     )
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda")
+    parser.add_argument("--image", type=int, help="open this image (workspace id) first")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -23,6 +23,7 @@ def run_app(
     paths: Sequence[Path] = (),
     screenshot: Path | None = None,
     device: str = "auto",
+    image: int | None = None,
 ) -> int:
     """Open the workspace (the last one when not given) and show the main window.
 
@@ -44,7 +45,10 @@ def run_app(
     window.show()
     last = store.value("last_image")
     ids = [r.id for r in window.worklist.model.rows]
-    start = int(last) if last is not None and int(last) in ids else (ids[0] if ids else None)
+    if image is not None and image in ids:
+        start: int | None = image
+    else:
+        start = int(last) if last is not None and int(last) in ids else (ids[0] if ids else None)
     if start is not None:
         window.open_image(start)  # after a crash: back at the same image, autosaves and all
         print(f"opened image {start} of {len(ids)} in {ws.root}")
