@@ -16,12 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
 
-import medviewer
 from medviewer.demo.phantoms import Case
-from medviewer.demo.writers import STUDY_DATE, _ds, _pixels, _windows, derived_uid
+from medviewer.demo.writers import (
+    STUDY_DATE,
+    _ds,
+    _pixels,
+    _windows,
+    base_dataset,
+    derived_uid,
+)
 
 BRAIN_CLASSES = ("background", "grey matter", "white matter", "other brain")
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -94,36 +98,23 @@ def write_mr(case: Case, path: Path, instance_number: int, patient_id: str = PAT
     study_uid = derived_uid("study", patient_id)
     series_uid = derived_uid("series", study_uid, case.task)
     sop_uid = derived_uid("instance", series_uid, instance_number, case.task, case.seed)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationVersionName = f"MEDVIEWER_{medviewer.__version__}"[:16]
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.SOPClassUID = MR_IMAGE_STORAGE
-    ds.SOPInstanceUID = sop_uid
-    ds.PatientName = "MNI152^Template"
-    ds.PatientID = patient_id
-    ds.PatientBirthDate = ""
-    ds.PatientSex = "O"
-    ds.StudyInstanceUID = study_uid
-    ds.StudyDate = STUDY_DATE
-    ds.StudyTime = "120000"
-    ds.ReferringPhysicianName = ""
-    ds.StudyID = "1"
-    ds.AccessionNumber = ""
-    ds.StudyDescription = "Brain MRI (MNI152 2009 template)"
-    ds.Modality = "MR"
-    ds.SeriesInstanceUID = series_uid
-    ds.SeriesNumber = 1
-    ds.SeriesDescription = "T1 MNI152 2009c sym (nilearn)"
-    ds.Manufacturer = "medviewer demo (MNI152 ICBM 2009c template)"
-    ds.InstanceNumber = instance_number
-    ds.ContentDate = STUDY_DATE
-    ds.ContentTime = "120000"
-    ds.BurnedInAnnotation = "NO"
-    ds.ImageComments = f"MNI152 ICBM 2009c nonlinear symmetric T1 template, axial z {case.seed}"
+    ds = base_dataset(
+        path,
+        MR_IMAGE_STORAGE,
+        sop_uid,
+        patient_id=patient_id,
+        patient_name="MNI152^Template",
+        study_uid=study_uid,
+        study_date=STUDY_DATE,
+        study_description="Brain MRI (MNI152 2009 template)",
+        modality="MR",
+        series_uid=series_uid,
+        series_number=1,
+        series_description="T1 MNI152 2009c sym (nilearn)",
+        manufacturer="medviewer demo (MNI152 ICBM 2009c template)",
+        instance_number=instance_number,
+        comments=f"MNI152 ICBM 2009c nonlinear symmetric T1 template, axial z {case.seed}",
+    )
     ds.PatientPosition = "HFS"
     ds.BodyPartExamined = "BRAIN"
     ds.FrameOfReferenceUID = derived_uid("frame", study_uid)

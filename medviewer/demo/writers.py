@@ -81,6 +81,53 @@ def write_dicom(
     sop_uid = derived_uid("instance", series_uid, instance_number, case.task, case.seed)
     sop_class = CR_IMAGE_STORAGE if expected == "CR" else CT_IMAGE_STORAGE
 
+    ds = base_dataset(
+        path,
+        sop_class,
+        sop_uid,
+        patient_id=patient_id,
+        patient_name=patient_name or f"Phantom^{case.task.capitalize()}",
+        study_uid=study_uid,
+        study_date=study_date,
+        study_description="Phantom " + ("chest radiograph" if expected == "CR" else "abdomen CT"),
+        modality=expected,
+        series_uid=series_uid,
+        series_number=series_number,
+        series_description=series_description
+        or ("PA chest (phantom)" if expected == "CR" else "Abdomen with contrast (phantom)"),
+        manufacturer="medviewer phantom generator",
+        instance_number=instance_number,
+        comments=f"Generated phantom: task {case.task}, seed {case.seed}",
+    )
+    if expected == "CR":
+        _chest(ds, case)
+    else:
+        _abdomen(ds, case, study_uid, instance_number, slice_position, frame_of_reference_uid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    return path
+
+
+def base_dataset(
+    path: Path,
+    sop_class: str,
+    sop_uid: str,
+    *,
+    patient_id: str,
+    patient_name: str,
+    study_uid: str,
+    study_date: str,
+    study_description: str,
+    modality: str,
+    series_uid: str,
+    series_number: int,
+    series_description: str,
+    manufacturer: str,
+    instance_number: int,
+    comments: str,
+) -> FileDataset:
+    """File meta, patient, study, series and equipment of a demo image (type 2 attributes
+    present even when empty); the caller adds the modality's image attributes."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_uid
@@ -90,8 +137,7 @@ def write_dicom(
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_uid
-    # Patient and study (type 2 attributes present even when empty).
-    ds.PatientName = patient_name or f"Phantom^{case.task.capitalize()}"
+    ds.PatientName = patient_name
     ds.PatientID = patient_id
     ds.PatientBirthDate = ""
     ds.PatientSex = "O"
@@ -101,27 +147,18 @@ def write_dicom(
     ds.ReferringPhysicianName = ""
     ds.StudyID = "1"
     ds.AccessionNumber = ""
-    ds.StudyDescription = "Phantom " + ("chest radiograph" if expected == "CR" else "abdomen CT")
-    # Series, equipment, image.
-    ds.Modality = expected
+    ds.StudyDescription = study_description
+    ds.Modality = modality
     ds.SeriesInstanceUID = series_uid
     ds.SeriesNumber = series_number
-    ds.SeriesDescription = series_description or (
-        "PA chest (phantom)" if expected == "CR" else "Abdomen with contrast (phantom)"
-    )
-    ds.Manufacturer = "medviewer phantom generator"
+    ds.SeriesDescription = series_description
+    ds.Manufacturer = manufacturer
     ds.InstanceNumber = instance_number
     ds.ContentDate = study_date
     ds.ContentTime = "120000"
     ds.BurnedInAnnotation = "NO"
-    ds.ImageComments = f"Generated phantom: task {case.task}, seed {case.seed}"
-    if expected == "CR":
-        _chest(ds, case)
-    else:
-        _abdomen(ds, case, study_uid, instance_number, slice_position, frame_of_reference_uid)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pydicom.dcmwrite(path, ds, enforce_file_format=True)
-    return path
+    ds.ImageComments = comments
+    return ds
 
 
 def _ds(value: float) -> str:
