@@ -9,7 +9,9 @@ from medviewer.inference.errors import InferenceError
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-def pick_device(preference: str = "auto") -> torch.device:
+def pick_device(preference: str | torch.device = "auto") -> torch.device:
+    if isinstance(preference, torch.device):
+        return preference
     if preference not in DEVICES and not preference.startswith("cuda:"):
         raise InferenceError(f"unknown device {preference!r}; valid: {', '.join(DEVICES)}")
     if preference == "auto":

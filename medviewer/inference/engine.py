@@ -54,7 +54,7 @@ class Engine:
         self,
         model: MedModel,
         spec: ModelSpec,
-        device: str = "auto",
+        device: str | torch.device = "auto",
         batch_size: int = 4,
         precision: str = "auto",
     ) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from medviewer.imaging import FrameRef, Image, ImageLoader
+from medviewer.inference.device import pick_device
 from medviewer.inference.engine import Engine
 from medviewer.inference.proposal import Proposal, propose, save_proposal
 from medviewer.models.errors import ModelError
@@ -164,7 +165,7 @@ class InferenceRunner:
         loader: ImageLoader | None = None,
     ) -> None:
         self.ws = ws
-        self.device = device
+        self.device = pick_device(device)  # once: every model of the runner on one device
         self.batch_size = batch_size
         self.loader = loader or ImageLoader()
         self._workers: dict[str, _Worker] = {}

@@ -27,6 +27,7 @@ def with_model(window, qtbot):  # noqa: ANN001, ANN201
     add_model(window.ws, SPEC, None)
     window.host.start()
     qtbot.waitUntil(lambda: window.host.versions.get("tiny") == "v1", timeout=60_000)
+    qtbot.waitUntil(lambda: window.device_label.text() == "CPU", timeout=10_000)  # loaded, no error
     image = window.review.state.image.id
     window.open_image(image)
     qtbot.waitUntil(lambda: window.review.state.proposal is not None, timeout=60_000)
