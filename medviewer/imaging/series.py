@@ -40,7 +40,7 @@ def group(
     A second file with an already-seen SOP Instance UID is the same image (often another
     encoding of it): it is left out and, when `duplicates` is given, listed there with the first.
     """
-    patients: dict[str, Patient] = {}
+    patients: dict[tuple[str, str], Patient] = {}
     studies: dict[str, Study] = {}
     series: dict[tuple[str, str], Series] = {}
     seen: dict[str, Instance] = {}
@@ -50,7 +50,10 @@ def group(
             if duplicates is not None:
                 duplicates.append((inst, first))
             continue
-        patient = patients.setdefault(inst.patient_id, Patient(inst.patient_id, inst.patient_name))
+        # Without a patient ID (raster files: the name is their folder) the name tells patients
+        # apart; otherwise every such file would join the first one's patient.
+        who = (inst.patient_id, "" if inst.patient_id else inst.patient_name)
+        patient = patients.setdefault(who, Patient(inst.patient_id, inst.patient_name))
         study = studies.get(inst.study_uid)
         if study is None:
             study = studies[inst.study_uid] = Study(

@@ -235,6 +235,15 @@ def test_raster_png_8_and_16_bit_jpeg_tiff(tmp_path: Path) -> None:
     assert read_frames(by_name["photo.jpg"]).shape == (1, 16, 16)
 
 
+def test_raster_folders_without_patient_ids_are_separate_patients(tmp_path: Path) -> None:
+    for name in ("anna", "bert"):
+        (tmp_path / name).mkdir()
+        cv2.imwrite(str(tmp_path / name / "eye.png"), np.zeros((8, 8), np.uint8))
+    catalog = scan([tmp_path])
+    assert sorted(p.name for p in catalog.patients) == ["anna", "bert"]
+    assert all(len(p.studies) == 1 for p in catalog.patients)
+
+
 def test_truncated_png_fails_on_decode_with_reason(tmp_path: Path) -> None:
     img = np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "a.png"), img)
