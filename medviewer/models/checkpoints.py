@@ -107,7 +107,7 @@ def load_weights(model: MedModel, path: Path) -> MedModel:
 def load_checkpoint(folder: Path) -> tuple[MedModel, ModelSpec, dict[str, Any]]:
     """The model of a checkpoint folder, in eval mode on the CPU."""
     spec = ModelSpec.load(folder / SPEC)
-    model = load_weights(build_model(spec), folder / WEIGHTS)
+    model = load_weights(build_model(spec, pretrained=False), folder / WEIGHTS)
     metrics_path = folder / METRICS
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     return model.eval(), spec, metrics

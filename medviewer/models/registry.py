@@ -35,6 +35,7 @@ class MedModel(nn.Module):
             # Binary segmentation is one logit channel; multi-class one per class.
             out_classes = 1 if spec.num_classes == 2 else spec.num_classes
             aux = {"classes": n_labels, "dropout": 0.0} if spec.classifies else None
+            extra = {"decoder_channels": spec.decoder_channels} if spec.decoder_channels else {}
             self.net = smp.create_model(
                 spec.architecture,  # type: ignore[arg-type]
                 encoder_name=spec.encoder,
@@ -42,6 +43,7 @@ class MedModel(nn.Module):
                 in_channels=spec.in_channels,
                 classes=out_classes,
                 aux_params=aux,
+                **extra,
             )
         else:
             self.backbone = smp.encoders.get_encoder(
@@ -64,8 +66,9 @@ class MedModel(nn.Module):
         return {"labels": self.head(self.backbone(x)[-1])}
 
 
-def build_model(spec: ModelSpec) -> MedModel:
-    """The torch model a spec describes; unknown names raise SpecError listing valid ones."""
+def build_model(spec: ModelSpec, pretrained: bool = True) -> MedModel:
+    """The torch model a spec describes; unknown names raise SpecError listing valid ones.
+    `pretrained=False` skips the spec's encoder weights: a checkpoint's weights follow."""
     if spec.segments and spec.architecture not in smp.MODEL_ARCHITECTURES_MAPPING:
         lower = {k.lower(): k for k in smp.MODEL_ARCHITECTURES_MAPPING}
         if (spec.architecture or "").lower() not in lower:
@@ -77,20 +80,57 @@ def build_model(spec: ModelSpec) -> MedModel:
         raise SpecError(
             f"{spec.name}: unknown encoder {spec.encoder!r}; valid: " + ", ".join(encoders())
         )
-    model = MedModel(spec)
-    if spec.encoder_weights:
+    try:
+        model = MedModel(spec)
+    except ValueError as e:  # smp's own checks, e.g. decoder_channels vs the encoder depth
+        raise SpecError(f"{spec.name}: {e}") from e
+    if pretrained and spec.encoder_weights:
         load_encoder_weights(model, Path(spec.encoder_weights))
     return model
 
 
 def load_encoder_weights(model: MedModel, path: Path) -> None:
     """Local pretrained encoder weights: safetensors, or a .pth read with weights_only=True
-    (tensors only, never arbitrary pickled objects)."""
+    (tensors only, never arbitrary pickled objects). Weights for another number of input
+    channels (e.g. RGB ImageNet weights for a grey model) are adapted in the first convolution
+    only; any other difference raises CheckpointMismatch."""
     from medviewer.models.checkpoints import read_tensors, report_mismatch
 
     state = read_tensors(path)
     own = model.encoder.state_dict()
+    _fit_first_conv(model.encoder, model.spec.in_channels, state)
     problem = report_mismatch(own, state, path, partial_ok=True)
     if problem:
         raise problem
     model.encoder.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+
+
+def _fit_first_conv(encoder: nn.Module, in_channels: int, state: dict[str, torch.Tensor]) -> None:
+    """Adapt the first convolution's weight in `state` to `in_channels` as smp's
+    patch_first_conv does: 1 channel sums the file's input channels (a grey image then gives
+    the features of that image replicated to RGB); N channels cycle them, scaled by C/N so the
+    weights' total, and so the response to a flat input, stays about the same."""
+    stems = (  # the first such convolution is the stem: smp picks it the same way
+        (name, m)
+        for name, m in encoder.named_modules()
+        if isinstance(m, nn.Conv2d) and m.in_channels == in_channels
+    )
+    name, conv = next(stems, ("", None))
+    if conv is None:
+        return
+    key = f"{name}.weight"
+    weight = state.get(key)
+    if (
+        weight is None
+        or conv.groups != 1
+        or weight.ndim != 4
+        or weight.shape[1] == in_channels
+        or (weight.shape[0], *weight.shape[2:]) != (conv.weight.shape[0], *conv.weight.shape[2:])
+    ):
+        return  # fits already, or differs otherwise: report_mismatch names it
+    if in_channels == 1:
+        state[key] = weight.sum(1, keepdim=True)
+    else:
+        channels = weight.shape[1]
+        picks = torch.arange(in_channels) % channels
+        state[key] = weight[:, picks] * (channels / in_channels)

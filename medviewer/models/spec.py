@@ -40,6 +40,7 @@ class ModelSpec:
     encoder: str
     in_channels: int = 1
     architecture: str | None = None  # smp architecture; segmentation tasks only
+    decoder_channels: tuple[int, ...] | None = None  # smp's decoder widths; None: its default
     encoder_weights: str | None = None  # a local weights file; never fetched from a hub
     classes: tuple[ClassInfo, ...] = ()  # index = class value; 0 is background
     labels: tuple[str, ...] = ()
@@ -182,6 +183,13 @@ def _parse(data: dict[str, Any], src: str) -> ModelSpec:
         raise SpecError(f"{src}: gate 'two_stage' needs gate.model, the classifier to run first")
     if gate.type == "classifier" and gate.label not in labels:
         raise SpecError(f"{src}: gate label {gate.label!r} is not one of the labels")
+    decoder = data.get("decoder_channels")
+    if decoder is not None and not (
+        isinstance(decoder, (list, tuple))
+        and decoder
+        and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in decoder)
+    ):
+        raise SpecError(f"{src}: decoder_channels must be a list of positive integers")
     thresholds = data.get("label_thresholds", {})
     if set(thresholds) - set(labels):
         raise SpecError(f"{src}: label_thresholds names unknown labels")
@@ -191,6 +199,7 @@ def _parse(data: dict[str, Any], src: str) -> ModelSpec:
         encoder=data["encoder"],
         in_channels=in_channels,
         architecture=data.get("architecture"),
+        decoder_channels=tuple(decoder) if decoder else None,
         encoder_weights=data.get("encoder_weights"),
         classes=classes,
         labels=labels,

@@ -86,7 +86,7 @@ def add_model(
     _check_name("version", version)
     if any(m.version == version for m in ws.models.list(spec.name)):
         raise ModelError(f"model {spec.name} version {version} is already in {ws.root}")
-    model = build_model(spec)
+    model = build_model(spec, pretrained=weights is None)
     if weights is not None:
         file, metrics = _source_files(Path(weights))
         load_weights(model, file)

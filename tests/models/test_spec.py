@@ -51,6 +51,7 @@ def test_round_trip_through_json(tmp_path: Path) -> None:
         ({"normalization": {"mean": [0.1, 0.2]}}, "mean/std need 1 value(s)"),
         ({"colour": "red"}, "unknown field(s) colour"),
         ({"classes": [{"name": "bg", "color": [0, 0, 300]}, "x"]}, "classes[0].color"),
+        ({"decoder_channels": [64, "wide"]}, "decoder_channels must be a list of positive"),
     ],
 )
 def test_invalid_specs_say_why(tmp_path: Path, change: dict, message: str) -> None:
@@ -73,3 +74,12 @@ def test_unknown_architecture_and_encoder_list_valid_names() -> None:
         build_model(ModelSpec.from_dict({**SEG, "architecture": "Unett"}))
     with pytest.raises(SpecError, match=r"unknown encoder 'resnet9'; valid: .*resnet18"):
         build_model(ModelSpec.from_dict({**SEG, "encoder": "resnet9"}))
+
+
+def test_decoder_channels_narrow_the_unet_and_must_fit_the_encoder() -> None:
+    narrow = ModelSpec.from_dict({**SEG, "decoder_channels": [32, 16, 16, 8, 8]})
+    assert narrow.decoder_channels == (32, 16, 16, 8, 8)
+    count = lambda spec: sum(p.numel() for p in build_model(spec).parameters())  # noqa: E731
+    assert count(narrow) < count(ModelSpec.from_dict(SEG))
+    with pytest.raises(SpecError, match=r"chest: .*depth is 5.*2 blocks"):
+        build_model(ModelSpec.from_dict({**SEG, "decoder_channels": [16, 8]}))
