@@ -160,7 +160,8 @@ def _data(
         items = items_from_manifest(ws, manifest)
     else:
         snapshot = training_snapshot(ws)
-        manifest, items = snapshot.manifest(), snapshot.items
+        items = snapshot.for_model(job.model, {m.name for m in ws.models.list()})
+        manifest = snapshot.manifest(items)
     if not items:
         raise TrainingError(
             f"no confirmed images to train {job.model} on in {ws.root}: correct or approve "

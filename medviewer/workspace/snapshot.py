@@ -26,6 +26,7 @@ class TrainingItem:
     study_uid: str
     mask: Revision | None
     labels: Revision | None
+    models: frozenset[str] = frozenset()  # named by the image's revisions (proposals, imports)
 
     @property
     def is_negative(self) -> bool:
@@ -42,7 +43,17 @@ class TrainingSnapshot:
     items: list[TrainingItem]
     unreviewed: int
 
-    def manifest(self) -> dict[str, Any]:
+    def for_model(self, name: str, workspace_models: set[str]) -> list[TrainingItem]:
+        """The items model `name` learns from. A workspace can hold models for different tasks
+        and a chest model must not learn from fundus photographs: beside other models, only
+        images whose revisions name this one (its proposals and the corrections of them,
+        ground truth imported for it); as the workspace's only model, every item."""
+        if workspace_models <= {name}:
+            return list(self.items)
+        return [i for i in self.items if name in i.models]
+
+    def manifest(self, items: list[TrainingItem] | None = None) -> dict[str, Any]:
+        """What a run trained on (`items`, by default all) for the model's record."""
         return {
             "taken_at": self.taken_at,
             "last_revision_id": self.last_revision_id,
@@ -55,7 +66,7 @@ class TrainingSnapshot:
                     "labels_revision": i.labels.id if i.labels else None,
                     "negative": i.is_negative,
                 }
-                for i in self.items
+                for i in (self.items if items is None else items)
             ],
         }
 
@@ -109,9 +120,16 @@ def training_snapshot(ws: Workspace) -> TrainingSnapshot:
             unreviewed += 1
             continue
         ref = FrameRef(instance_from_json(instance), frame)
+        named = frozenset(
+            r.model_name
+            for kind in ("mask", "labels")
+            for r in revs.get((image_id, kind), [])
+            if r.model_name
+        )
         items.append(
             TrainingItem(
-                image_id, ref, status, patient_id, study_uid, picked["mask"], picked["labels"]
+                image_id, ref, status, patient_id, study_uid, picked["mask"], picked["labels"],
+                named,
             )
-        )
+        )  # fmt: skip
     return TrainingSnapshot(time.time(), last, items, unreviewed)

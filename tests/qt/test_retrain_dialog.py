@@ -61,7 +61,7 @@ def test_retrain_dialog_end_to_end(window, qtbot, tmp_path: Path) -> None:  # no
     window.jobs.close()
     window.jobs = JobManager(ws, command=fake_trainer(tmp_path), on_event=window.job_events)
     dialog = window.retrain()
-    assert dialog.data.text().startswith("1 corrected image(s), 1 negative(s), 1 still unreviewed")
+    assert dialog.data.text().startswith("1 confirmed image(s) with a finding, 1 negative(s); 1 ")
     dialog.epochs.setValue(2)
     dialog.start()
     qtbot.waitUntil(lambda: dialog.outcome is not None, timeout=30_000)

@@ -97,6 +97,26 @@ def test_run_registers_a_version_compared_with_the_active_one(project: tuple, tm
     assert not {patients[i] for i in split["train"]} & {patients[i] for i in split["val"]}
 
 
+def test_beside_other_models_a_model_trains_only_on_its_own_images(project: tuple, tmp_path):
+    """A chest model must not learn from another task's confirmed images: with two models in
+    the workspace, a job takes the images whose revisions name its model."""
+    ws_dir, truth = project
+    with Workspace.open(ws_dir) as ws:
+        confirm(ws, truth)  # human truth naming no model
+        other = ModelSpec.from_dict({**SEG, "name": "other-task"})
+        add_model(ws, other, None)
+        ids = sorted(r.id for r in ws.images())
+        mine = set(ids[:12])  # 4 patients' slices: their truth is imported for "lesion"
+        for image_id in mine:
+            mask = ws.revisions.read_mask(ws.revisions.final(image_id))
+            ws.revisions.save_mask(image_id, mask, source="import", author="t",
+                                   model=("lesion", "v1"))  # fmt: skip
+    done, events = run(job(ws_dir, tmp_path / "run"))
+    assert events[0]["train_images"] + events[0]["val_images"] == 12
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert {i["image"] for i in manifest["items"]} == mine
+
+
 def version_dir_of(ws_dir: Path, version: str) -> Path:
     with Workspace.open(ws_dir, readonly=True) as ws:
         return version_dir(ws, "lesion", version)

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QFormLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -64,12 +65,11 @@ class RetrainDialog(QDialog):
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 500)
         self.epochs.setValue(10)
-        snap = training_snapshot(ws)
-        negatives = sum(1 for i in snap.items if i.is_negative)
-        self.data = QLabel(
-            f"{len(snap.items) - negatives} corrected image(s), {negatives} negative(s), "
-            f"{snap.unreviewed} still unreviewed (not used)"
-        )
+        self._snapshot = training_snapshot(ws)
+        self._models = {m.name for m in ws.models.list()}
+        self.data = QLabel("")
+        self.model.currentTextChanged.connect(self._show_data)
+        self._show_data(self.model.currentText())
         form = QFormLayout()
         form.addRow("Model", self.model)
         form.addRow("Epochs", self.epochs)
@@ -79,6 +79,7 @@ class RetrainDialog(QDialog):
         self.eta = QLabel("")
         self.plot = pg.PlotWidget(title="loss (train, validation) and validation metric")
         self.plot.addLegend()
+        self.plot.setLabel("bottom", "epoch")
         self.curves = {
             name: self.plot.plot([], [], name=name, pen=pen, symbol="o", symbolSize=5)
             for name, pen in (("train loss", "y"), ("val loss", "c"), ("val metric", "g"))
@@ -86,6 +87,8 @@ class RetrainDialog(QDialog):
         self.history: dict[str, list[float]] = {name: [] for name in self.curves}
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["metric", "new", "active"])
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setVisible(False)
         self.status = QLabel("")
         self.start_button = QPushButton("Start")
         self.cancel_button = QPushButton("Cancel")
@@ -107,6 +110,15 @@ class RetrainDialog(QDialog):
             layout.addWidget(w)
         layout.addLayout(buttons)
         events.sig_event.connect(self.on_event)
+
+    def _show_data(self, name: str) -> None:
+        """What the chosen model would learn from (its own task's confirmed images)."""
+        items = self._snapshot.for_model(name, self._models)
+        negatives = sum(1 for i in items if i.is_negative)
+        self.data.setText(
+            f"{len(items) - negatives} confirmed image(s) with a finding, {negatives} "
+            f"negative(s); {self._snapshot.unreviewed} unreviewed in the workspace (not used)"
+        )
 
     def start(self) -> None:
         try:
