@@ -6,9 +6,31 @@ Used by the blob store (temp files of dead writers) and the training job manager
 from __future__ import annotations
 
 import os
+import runpy
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+
+RUN_MODULE = "--run-module"  # how a frozen (PyInstaller) app runs `python -m MODULE`
+
+
+def python_module(module: str) -> list[str]:
+    """The command line of `python -m module` for this install. A frozen app has no Python
+    interpreter: its executable runs the module itself when given RUN_MODULE (see main)."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, RUN_MODULE, module]
+    return [sys.executable, "-m", module]
+
+
+def run_module_argv(argv: list[str]) -> bool:
+    """`medviewer --run-module MODULE ARGS...` (what python_module gives a frozen app): run the
+    module as __main__ with ARGS and return True; False for any other command line."""
+    if len(argv) < 2 or argv[0] != RUN_MODULE:
+        return False
+    sys.argv = [argv[1], *argv[2:]]
+    runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    return True
 
 
 def new_group_options() -> dict[str, Any]:

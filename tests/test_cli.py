@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from medviewer.cli import main
+from medviewer.processes import python_module
 from tests.conftest import sample_file
 
 
@@ -112,5 +113,21 @@ def test_demo_builds_headless(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     # Two proposals per generated task, two more for the brain slices when nilearn is installed.
     brain = importlib.util.find_spec("nilearn") is not None
-    assert f"{8 if brain else 6} AI proposals" in out and "model fundus-findings v1" in out
+    retina = importlib.util.find_spec("skimage") is not None  # its fundus photograph, too
+    assert f"{(8 if brain else 6) + retina} AI proposals" in out
+    assert "model fundus-findings v1" in out
     assert (tmp_path / "ws" / "demo.json").is_file()
+
+
+def test_a_frozen_app_runs_python_modules_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A PyInstaller build has no `python -m`: training jobs run as `medviewer --run-module`."""
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # run_module sets the module's argv
+    command = python_module("medviewer.training")
+    assert command == [sys.executable, "--run-module", "medviewer.training"]
+    with pytest.raises(SystemExit) as ended:
+        main([*command[1:], str(tmp_path / "missing.json")])
+    assert ended.value.code == 1  # the training module ran: its own error event and exit code
+    assert '"event": "error"' in capsys.readouterr().out

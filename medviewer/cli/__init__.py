@@ -11,6 +11,7 @@ from medviewer.cli import demo, gui, imaging, models, training, workspace
 from medviewer.imaging import ImageLoadError
 from medviewer.inference.errors import InferenceError
 from medviewer.models.errors import ModelError
+from medviewer.processes import run_module_argv
 from medviewer.workspace import WorkspaceError
 
 
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if run_module_argv(argv):  # a frozen app's `python -m` (training jobs)
+        return 0
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

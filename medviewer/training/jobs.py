@@ -20,7 +20,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -29,7 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medviewer.processes import group_alive, is_our_job, new_group_options, signal_tree
+from medviewer.processes import (
+    group_alive,
+    is_our_job,
+    new_group_options,
+    python_module,
+    signal_tree,
+)
 from medviewer.workspace.errors import WorkspaceError
 from medviewer.workspace.jobs import Job
 
@@ -54,7 +59,7 @@ OPTIONS = (
     "auto_activate",
     "augment",
 )
-TRAINER = (sys.executable, "-m", "medviewer.training")
+TRAINER = tuple(python_module("medviewer.training"))
 OUT_OF_MEMORY = "training ran out of memory; try a smaller batch size"
 APP_DIED = "the app closed or crashed while it ran"
 _OOM_SIGNS = ("out of memory", "can't allocate memory", "signal 9 (sigkill)", "memoryerror")
