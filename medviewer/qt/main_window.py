@@ -60,12 +60,13 @@ class MainWindow(QMainWindow):
         self.models = ModelsPanel()
         self._heat_for: tuple[int, str | None] | None = None  # (image, label) of the heatmap
         self.setCentralWidget(self.view)
-        self._dock("Worklist", self.worklist, Qt.DockWidgetArea.LeftDockWidgetArea)
+        worklist = self._dock("Worklist", self.worklist, Qt.DockWidgetArea.LeftDockWidgetArea)
         side = QWidget()
         side_layout = QVBoxLayout(side)
         side_layout.addWidget(self.labels)
         side_layout.addWidget(self.models)
-        self._dock("Review", side, Qt.DockWidgetArea.RightDockWidgetArea)
+        review = self._dock("Review", side, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.resizeDocks([worklist, review], [470, 330], Qt.Orientation.Horizontal)
         self._status_widgets()
         self._toolbar()
         self._shortcuts()
@@ -76,14 +77,18 @@ class MainWindow(QMainWindow):
         geometry = settings.value("geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
+        docks = settings.value("window_state")  # dock sizes and places, as the user left them
+        if docks is not None:
+            self.restoreState(docks)
 
     # -- layout ------------------------------------------------------------------------
 
-    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(title)
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
+        return dock
 
     def _status_widgets(self) -> None:
         self.device_label = QLabel("loading models...")
@@ -338,6 +343,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
         self.review.flush()
         self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("window_state", self.saveState())
         self.host.close()
         self.jobs.close()  # training runs on in its own process; the next start follows it
         self.workers.shutdown()

@@ -14,6 +14,8 @@ from medviewer.workspace import Workspace, training_snapshot
 # The brain MRI task needs nilearn (the `demo` extra); without it the demo skips it with a note.
 HAS_NILEARN = all(importlib.util.find_spec(m) for m in ("nilearn", "nibabel"))
 BRAIN = {"brain": 4} if HAS_NILEARN else {}  # small build: 4 slices, 2 confirmed
+# scikit-image (the demo extra) adds its real fundus photograph, unreviewed, to the fundus task.
+RETINA = int(importlib.util.find_spec("skimage") is not None)
 
 
 def test_small_demo_builds_and_is_reused(tmp_path: Path) -> None:
@@ -23,16 +25,17 @@ def test_small_demo_builds_and_is_reused(tmp_path: Path) -> None:
     summary = build_demo(ws_dir, seed=0, progress=messages.append, small=True)
     assert time.perf_counter() - started < 60
     assert messages and not summary.reused
-    assert summary.task_images == {"chest": 6, "abdomen": 6, "fundus": 6, **BRAIN}
+    assert summary.task_images == {"chest": 6, "abdomen": 6, "fundus": 6 + RETINA, **BRAIN}
     assert summary.confirmed == {"chest": 4, "abdomen": 4, "fundus": 4,
                                  **{t: n // 2 for t, n in BRAIN.items()}}  # fmt: skip
     # every unconfirmed task image, by its own task's model
     brain = {"brain-tissue": 2} if HAS_NILEARN else {}
     assert summary.proposals == {"chest-pneumothorax": 2, "abdomen-kidneys": 2,
-                                 "fundus-findings": 2, **brain}  # fmt: skip
+                                 "fundus-findings": 2 + RETINA, **brain}  # fmt: skip
     assert set(summary.models) == set(summary.proposals)
     assert all("score" in m["validation"] for m in summary.models.values())
     assert summary.images >= 18 + sum(BRAIN.values()) + summary.samples
+    assert RETINA or any("retina.jpg is skipped" in n for n in summary.notes)
     assert HAS_NILEARN or any("brain MRI task is skipped" in n for n in summary.notes)
     assert any("demo workspace" in line for line in summary.lines())
 
@@ -51,18 +54,19 @@ def test_small_demo_builds_and_is_reused(tmp_path: Path) -> None:
         approved = {r.id for r in ws.images() if r.status == "approved"}
         extra = 2 if HAS_NILEARN else 0
         assert len(approved) == 12 + extra and not approved & set(models_of)
-        assert len(models_of) == 6 + extra  # unconfirmed task images only, never the real samples
+        # unconfirmed task images only; of the real samples only skimage's fundus photograph
+        assert len(models_of) == 6 + extra + RETINA
         stems = {r.id: Path(r.path) for r in ws.images()}
         for image, models in models_of.items():
-            task = stems[image].parts[-3]  # demo-studies/<task>/<patient>/<file>
-            want = {"chest": "chest-pneumothorax", "abdomen": "abdomen-kidneys",
-                    "fundus": "fundus-findings", "brain": "brain-tissue"}[task]  # fmt: skip
-            assert models == {want}, (stems[image], models)
+            assert models == {models_of_task(stems[image])}, (stems[image], models)
         items = training_snapshot(ws).items
         assert len(items) == 12 + extra
         assert all(i.status == "approved" for i in items)
         truth = [i.mask or i.labels for i in items]
         assert all(r is not None and r.source == "import" and r.author == AUTHOR for r in truth)
+        # The truth names its task's model: Retrain takes that model's images only.
+        for i in items:
+            assert i.models == {models_of_task(stems[i.image_id])}
         revisions = ws.db.execute("SELECT count(*) FROM revisions").fetchone()[0]
         images = len(ws.images())
 
@@ -73,6 +77,30 @@ def test_small_demo_builds_and_is_reused(tmp_path: Path) -> None:
     with Workspace.open(ws_dir) as ws:
         assert ws.db.execute("SELECT count(*) FROM revisions").fetchone()[0] == revisions
         assert len(ws.images()) == images
+
+
+def models_of_task(path: Path) -> str:
+    task = path.parts[-3]  # demo-studies/<task>/<patient or skimage>/<file>
+    return {"chest": "chest-pneumothorax", "abdomen": "abdomen-kidneys",
+            "fundus": "fundus-findings", "brain": "brain-tissue"}[task]  # fmt: skip
+
+
+def test_same_seed_builds_bit_identical_models(tmp_path: Path) -> None:
+    quiet = lambda message: None  # noqa: E731
+    builds = [build_demo(tmp_path / d, seed=5, progress=quiet, small=True) for d in "ab"]
+    assert builds[0].models == builds[1].models
+    for name in builds[0].models:
+        a, b = (tmp_path / d / "models" / name / "v1" / "weights.safetensors" for d in "ab")
+        assert a.read_bytes() == b.read_bytes(), name
+
+
+def test_without_pretrained_weights_the_demo_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import medviewer.demo.build as build
+
+    monkeypatch.setattr(build, "find_efficientnet_lite0", lambda: None)
+    notes: list[str] = []
+    assert build._pretrained(Path("unused"), notes) is None
+    assert "random weights" in notes[0]
 
 
 @pytest.mark.skipif(not HAS_NILEARN, reason="nilearn / nibabel (the demo extra) not installed")

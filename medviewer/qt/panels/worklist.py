@@ -18,8 +18,9 @@ from PySide6.QtWidgets import (
 
 from medviewer.workspace import ImageQuery, ImageRow
 
+# What a reviewer scans for comes first, so a narrow dock still shows it.
 COLUMNS = (
-    "Patient", "Study", "Series", "Mod", "Image", "AI", "P", "Uncert.", "Status", "Edited by",
+    "Patient", "Image", "AI", "P", "Uncert.", "Status", "Mod", "Study", "Series", "Edited by",
     "When",
 )  # fmt: skip
 STATUS_FILTERS = {
@@ -43,14 +44,14 @@ def _cell(row: ImageRow, column: int) -> str:
     finding = {True: "finding", False: "none", None: ""}[row.ai_finding]
     values = (
         row.patient_name or row.patient_id,
-        row.study_description or row.study_uid[-12:],
-        row.series_description or row.series_uid[-12:],
-        row.modality,
         f"{row.position + 1}" + (f" f{row.frame + 1}" if row.frame else ""),
         finding,
         "" if row.ai_probability is None else f"{row.ai_probability:.2f}",
         "" if row.ai_uncertainty is None else f"{row.ai_uncertainty:.2f}",
         row.status.replace("_", " "),
+        row.modality,
+        row.study_description or row.study_uid[-12:],
+        row.series_description or row.series_uid[-12:],
         row.last_author or "",
         time.strftime("%Y-%m-%d %H:%M", time.localtime(row.last_time)) if row.last_time else "",
     )
@@ -104,6 +105,8 @@ class WorklistPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().setVisible(False)
+        rows = self.table.verticalHeader()
+        rows.setDefaultSectionSize(self.table.fontMetrics().height() + 6)  # compact: more rows
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.clicked.connect(
             lambda idx: self.sig_image_chosen.emit(self.model.rows[idx.row()].id)
