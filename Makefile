@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-export QT_QPA_PLATFORM ?= offscreen
 
 .PHONY: demo test bench lint debian-tools dist clean
 
@@ -37,6 +36,8 @@ lint: $(VENV)/.dev-installed
 	$(VENV)/bin/lint-imports
 
 # pytest exits 5 when it collected nothing: that is a failure, not a pass.
+# Headless by default (a desktop's display stays out of the GUI tests); `make demo` keeps it.
+test: export QT_QPA_PLATFORM ?= offscreen
 test: $(VENV)/.dev-installed debian-tools lint
 	$(PY) -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc

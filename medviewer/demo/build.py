@@ -12,6 +12,7 @@ the (deliberately imperfect) AI proposals to correct; the confirmed images get n
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -47,7 +48,7 @@ STUDIES = "demo-studies"
 AUTHOR = "demo"
 OnEpoch = Callable[[str, int, int, float | None], None]
 VAL_FRACTION = 0.25  # of each task's confirmed patients
-FORMAT = 3  # bump when the demo changes, so an old demo workspace is rebuilt
+FORMAT = 4  # bump when the demo changes, so an old demo workspace is rebuilt
 
 
 @dataclass
@@ -116,6 +117,9 @@ def build_demo(
     if done and done.seed == seed and done.size == size.key() and done.format == FORMAT:
         done.reused = True
         return done
+    if done is not None:  # our finished demo, of another seed, size or medviewer version
+        progress(f"rebuilding {workspace}: it holds a demo of another seed, size or version")
+        shutil.rmtree(workspace)
     workspace.mkdir(parents=True, exist_ok=True)
     summary = DemoSummary(str(workspace.resolve()), seed, size=size.key())
     clock = time.perf_counter()

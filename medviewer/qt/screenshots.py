@@ -12,13 +12,14 @@ The retraining runs on a copy of the workspace, so the workspace itself gets no 
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QEventLoop, QSettings, Qt
+from PySide6.QtCore import QEventLoop, QSettings, Qt, QtMsgType, qInstallMessageHandler
 from PySide6.QtWidgets import QApplication, QWidget
 
 from medviewer.workspace import Workspace
@@ -43,6 +44,7 @@ class Shots:
 
 def write_screenshots(workspace: Path, out: Path, shots: Shots) -> list[Path]:
     """Render the shots of `workspace` into the folder `out`; the paths written, in order."""
+    qInstallMessageHandler(_quiet_offscreen)
     app = QApplication.instance() or QApplication(["medviewer"])
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -72,6 +74,13 @@ def write_screenshots(workspace: Path, out: Path, shots: Shots) -> list[Path]:
                 finally:
                     _close(app, window)
     return written
+
+
+def _quiet_offscreen(kind: QtMsgType, context: object, message: str) -> None:
+    """Qt's offscreen platform warns at every dock and dialog that it cannot size windows;
+    that says nothing about the screenshots. Other messages go to stderr as usual."""
+    if "propagateSizeHints" not in message:
+        print(message, file=sys.stderr)
 
 
 def _window(ws: Workspace, settings: QSettings):  # noqa: ANN202 - MainWindow imports Qt widgets

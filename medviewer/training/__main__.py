@@ -163,9 +163,13 @@ def _data(
         items = snapshot.for_model(job.model, {m.name for m in ws.models.list()})
         manifest = snapshot.manifest(items)
     if not items:
+        others = "" if len({m.name for m in ws.models.list()}) < 2 else (
+            f"; beside other models, {job.model} learns from the images it has proposed on or "
+            f"whose truth was imported for it (import-masks --model {job.model})"
+        )  # fmt: skip
         raise TrainingError(
             f"no confirmed images to train {job.model} on in {ws.root}: correct or approve "
-            "some images first (unreviewed AI proposals are never used)"
+            f"some images first (unreviewed AI proposals are never used){others}"
         )
     split = split_by_patient(items, job.val_fraction, job.train.seed)
     train, val = prepare(ws, split.train, spec), prepare(ws, split.val, spec)

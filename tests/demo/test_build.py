@@ -94,6 +94,17 @@ def test_same_seed_builds_bit_identical_models(tmp_path: Path) -> None:
         assert a.read_bytes() == b.read_bytes(), name
 
 
+def test_a_demo_of_another_seed_is_rebuilt_not_mixed(tmp_path: Path) -> None:
+    messages: list[str] = []
+    build_demo(tmp_path / "ws", seed=1, progress=messages.append, small=True)
+    again = build_demo(tmp_path / "ws", seed=2, progress=messages.append, small=True)
+    assert not again.reused and again.seed == 2
+    assert any(m.startswith("rebuilding") for m in messages)
+    with Workspace.open(tmp_path / "ws", readonly=True) as ws:
+        assert {m.version for m in ws.models.list()} == {"v1"}
+        assert len(ws.images()) == again.images
+
+
 def test_without_pretrained_weights_the_demo_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     import medviewer.demo.build as build
 
