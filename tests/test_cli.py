@@ -113,8 +113,10 @@ def test_demo_builds_headless(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     # Two proposals per generated task, two more for the brain slices when nilearn is installed.
     brain = importlib.util.find_spec("nilearn") is not None
-    retina = importlib.util.find_spec("skimage") is not None  # its fundus photograph, too
-    assert f"{(8 if brain else 6) + retina} AI proposals" in out
+    real = sum(  # skimage's fundus photograph and pydicom-data's chest radiograph, too
+        importlib.util.find_spec(m) is not None for m in ("skimage", "data_store")
+    )
+    assert f"{(8 if brain else 6) + real} AI proposals" in out
     assert "model fundus-findings v1" in out
     assert (tmp_path / "ws" / "demo.json").is_file()
 

@@ -31,7 +31,7 @@ from medviewer.demo.cases import (
     write_brain,
     write_studies,
 )
-from medviewer.demo.samples import sample_files
+from medviewer.demo.samples import real_tasks, sample_files
 from medviewer.inference.batch import done_images
 from medviewer.inference.runner import BATCH, InferenceRunner
 from medviewer.models.checkpoints import save_checkpoint
@@ -146,7 +146,8 @@ def build_demo(
         ws.import_paths([workspace / STUDIES, *samples])
         summary.samples = len(samples) + (retina is not None)
         tasks = tuple(t for t in ALL_TASKS if any(w.task == t for w in written))
-        ids = _image_ids(ws, written, retina)
+        real = real_tasks(samples) | ({retina: "fundus"} if retina else {})
+        ids = _image_ids(ws, written, real)
         specs = model_specs(size, _pretrained(workspace, summary.notes))
         _confirm(ws, written, ids, {task: spec.name for task, spec in specs.items()})
         lap("import")
@@ -215,13 +216,15 @@ def _retina(root: Path, notes: list[str]) -> Path | None:
     return dest
 
 
-def _image_ids(ws: Workspace, written: list[Written], retina: Path | None) -> dict[str, list]:
+def _image_ids(ws: Workspace, written: list[Written], real: dict[Path, str]) -> dict[str, list]:
+    """Image ids per task: the generated ones in `written` order, then the real ones."""
     by_path = {Path(r.path).resolve(): r.id for r in ws.images()}
     ids: dict[str, list] = {t: [] for t in ALL_TASKS}
     for w in written:
         ids[w.task].append(by_path[w.path.resolve()])
-    if retina is not None and retina.resolve() in by_path:
-        ids["fundus"].append(by_path[retina.resolve()])
+    for path, task in real.items():
+        if path.resolve() in by_path:
+            ids[task].append(by_path[path.resolve()])
     return ids
 
 

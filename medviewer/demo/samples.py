@@ -16,6 +16,9 @@ PYDICOM_FILES = [
     "examples_palette.dcm",
     "SC_rgb.dcm",
 ]
+# Real images a demo model proposes on too (their task), unreviewed: the AI, trained on
+# phantoms, meets a real chest radiograph.
+REAL_TASKS = {"RG1_UNCI.dcm": "chest"}
 PYDICOM_DATA_FILES = [
     "RG1_UNCI.dcm",  # chest radiograph, MONOCHROME1
     "RG1_J2KR.dcm",  # the same, JPEG 2000 lossless
@@ -42,3 +45,8 @@ def sample_files() -> tuple[list[Path], list[str]]:
     if dicomdir:
         found.append(Path(dicomdir))
     return found, missing
+
+
+def real_tasks(found: list[Path]) -> dict[Path, str]:
+    """The found sample files that belong to a demo task (REAL_TASKS), with their task."""
+    return {p: REAL_TASKS[p.name] for p in found if p.name in REAL_TASKS}

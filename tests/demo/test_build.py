@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from medviewer.demo.build import AUTHOR, build_demo
+from medviewer.demo.samples import REAL_TASKS
 from medviewer.workspace import Workspace, training_snapshot
 
 # The brain MRI task needs nilearn (the `demo` extra); without it the demo skips it with a note.
@@ -16,6 +17,8 @@ HAS_NILEARN = all(importlib.util.find_spec(m) for m in ("nilearn", "nibabel"))
 BRAIN = {"brain": 4} if HAS_NILEARN else {}  # small build: 4 slices, 2 confirmed
 # scikit-image (the demo extra) adds its real fundus photograph, unreviewed, to the fundus task.
 RETINA = int(importlib.util.find_spec("skimage") is not None)
+# pydicom-data (the demo extra) adds its real chest radiograph, unreviewed, to the chest task.
+REAL_CR = int(importlib.util.find_spec("data_store") is not None)
 
 
 def test_small_demo_builds_and_is_reused(tmp_path: Path) -> None:
@@ -25,12 +28,17 @@ def test_small_demo_builds_and_is_reused(tmp_path: Path) -> None:
     summary = build_demo(ws_dir, seed=0, progress=messages.append, small=True)
     assert time.perf_counter() - started < 60
     assert messages and not summary.reused
-    assert summary.task_images == {"chest": 6, "abdomen": 6, "fundus": 6 + RETINA, **BRAIN}
+    assert summary.task_images == {
+        "chest": 6 + REAL_CR,
+        "abdomen": 6,
+        "fundus": 6 + RETINA,
+        **BRAIN,
+    }
     assert summary.confirmed == {"chest": 4, "abdomen": 4, "fundus": 4,
                                  **{t: n // 2 for t, n in BRAIN.items()}}  # fmt: skip
     # every unconfirmed task image, by its own task's model
     brain = {"brain-tissue": 2} if HAS_NILEARN else {}
-    assert summary.proposals == {"chest-pneumothorax": 2, "abdomen-kidneys": 2,
+    assert summary.proposals == {"chest-pneumothorax": 2 + REAL_CR, "abdomen-kidneys": 2,
                                  "fundus-findings": 2 + RETINA, **brain}  # fmt: skip
     assert set(summary.models) == set(summary.proposals)
     assert all("score" in m["validation"] for m in summary.models.values())
@@ -54,8 +62,8 @@ def test_small_demo_builds_and_is_reused(tmp_path: Path) -> None:
         approved = {r.id for r in ws.images() if r.status == "approved"}
         extra = 2 if HAS_NILEARN else 0
         assert len(approved) == 12 + extra and not approved & set(models_of)
-        # unconfirmed task images only; of the real samples only skimage's fundus photograph
-        assert len(models_of) == 6 + extra + RETINA
+        # unconfirmed task images only; of the real samples the fundus and chest photographs
+        assert len(models_of) == 6 + extra + RETINA + REAL_CR
         stems = {r.id: Path(r.path) for r in ws.images()}
         for image, models in models_of.items():
             assert models == {models_of_task(stems[image])}, (stems[image], models)
@@ -80,7 +88,8 @@ def test_small_demo_builds_and_is_reused(tmp_path: Path) -> None:
 
 
 def models_of_task(path: Path) -> str:
-    task = path.parts[-3]  # demo-studies/<task>/<patient or skimage>/<file>
+    # demo-studies/<task>/<patient or skimage>/<file>, or a real sample of a task
+    task = REAL_TASKS.get(path.name) or path.parts[-3]
     return {"chest": "chest-pneumothorax", "abdomen": "abdomen-kidneys",
             "fundus": "fundus-findings", "brain": "brain-tissue"}[task]  # fmt: skip
 
