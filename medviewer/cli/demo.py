@@ -37,7 +37,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"no display: writing screenshots of the app to {out}/ instead of opening it")
         # Before the first Qt import: no QApplication exists yet in this process.
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
-        os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")  # "no propagateSizeHints"
         from medviewer.qt.screenshots import ScreenshotError, write_screenshots
 
         try:

@@ -44,7 +44,14 @@ class Shots:
 
 def write_screenshots(workspace: Path, out: Path, shots: Shots) -> list[Path]:
     """Render the shots of `workspace` into the folder `out`; the paths written, in order."""
-    qInstallMessageHandler(_quiet_offscreen)
+    previous = qInstallMessageHandler(_quiet_offscreen)
+    try:
+        return _write(workspace, out, shots)
+    finally:
+        qInstallMessageHandler(previous)
+
+
+def _write(workspace: Path, out: Path, shots: Shots) -> list[Path]:
     app = QApplication.instance() or QApplication(["medviewer"])
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
