@@ -81,18 +81,24 @@ def save_checkpoint(
     """Write weights, spec and metrics into `folder` (created); files appear atomically."""
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic(folder / WEIGHTS, lambda tmp: save_file(state, str(tmp)))
-    _atomic(folder / SPEC, lambda tmp: tmp.write_text(spec.to_json()))
-    _atomic(folder / METRICS, lambda tmp: tmp.write_text(json.dumps(metrics or {}, indent=2)))
+    atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, str(tmp)))
+    atomic_write(folder / SPEC, lambda tmp: tmp.write_text(spec.to_json()))
+    atomic_write(folder / METRICS, lambda tmp: tmp.write_text(json.dumps(metrics or {}, indent=2)))
     return folder
 
 
-def _atomic(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
+    """`write(tmp)` beside `path`, fsync, then rename over it: readers never see half a file,
+    and a failed write leaves no temp file behind."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    write(tmp)
-    with open(tmp, "rb") as fp:
-        os.fsync(fp.fileno())
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fp:
+            os.fsync(fp.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_weights(model: MedModel, path: Path) -> MedModel:

