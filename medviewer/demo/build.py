@@ -176,7 +176,8 @@ def _models(
 
         cfg = TrainConfig(epochs=size.epochs[task], batch_size=size.batch_size,
                           lr=size.lr[task], device="cpu", seed=seed, patience=0)  # fmt: skip
-        summary.models[specs[task].name] = _train(ws, specs[task], ids[task], cfg, emit)
+        names = {spec.name for spec in specs.values()}
+        summary.models[specs[task].name] = _train(ws, specs[task], names, cfg, emit)
     lap("training")
     progress("computing AI proposals for the worklist ...")
     # Not for the confirmed images: approving trains on an image's latest mask, so a newer
@@ -251,12 +252,12 @@ def _confirm(
         ws.revisions.set_status(image_id, "approved", author=AUTHOR)
 
 
-def _train(ws: Workspace, spec: ModelSpec, image_ids: list, cfg: TrainConfig, emit: Emit) -> dict:
-    """Train the task's model on its confirmed images; register and activate it (once)."""
+def _train(ws: Workspace, spec: ModelSpec, names: set[str], cfg: TrainConfig, emit: Emit) -> dict:
+    """Train the task's model on its confirmed images, the ones Retrain would pick beside the
+    other demo models (`names`); register and activate it (once)."""
     active = ws.models.active(spec.name)
     if active is None:
-        wanted = set(image_ids)
-        items = [i for i in training_snapshot(ws).items if i.image_id in wanted]
+        items = training_snapshot(ws).for_model(spec.name, names)
         split = split_by_patient(items, VAL_FRACTION, cfg.seed)
         train, val = prepare(ws, split.train, spec), prepare(ws, split.val, spec)
         torch.manual_seed(cfg.seed)

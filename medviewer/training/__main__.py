@@ -155,15 +155,16 @@ def _data(
 ) -> tuple:
     """The split and prepared arrays; on resume, exactly the revisions the run started with."""
     saved = run_dir / "manifest.json" if run_dir else None
+    names = {m.name for m in ws.models.list()}
     if saved is not None and saved.is_file():
         manifest = json.loads(saved.read_text())
         items = items_from_manifest(ws, manifest)
     else:
         snapshot = training_snapshot(ws)
-        items = snapshot.for_model(job.model, {m.name for m in ws.models.list()})
+        items = snapshot.for_model(job.model, names)
         manifest = snapshot.manifest(items)
     if not items:
-        others = "" if len({m.name for m in ws.models.list()}) < 2 else (
+        others = "" if len(names) < 2 else (
             f"; beside other models, {job.model} learns from the images it has proposed on or "
             f"whose truth was imported for it (import-masks --model {job.model})"
         )  # fmt: skip
