@@ -1,4 +1,4 @@
-"""Commands on a workspace: import, import-masks, export, status, history."""
+"""Commands on a workspace: import, import-masks, export, review, status, history."""
 
 from __future__ import annotations
 
@@ -92,6 +92,23 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    """Approve or reject images from a script (QA): the same status revisions the app writes."""
+    status = "approved" if args.approve else "rejected"
+    with _open(args) as ws:
+        images = [ws.find_image(key) for key in args.images]  # all known before any is changed
+        for image in images:
+            ws.revisions.set_status(image.id, status, author=args.author)
+            confirmed = ws.revisions.confirmed(image.id)
+            truth = (
+                f"mask revision {confirmed.revision.id} ({confirmed.revision.source}) confirmed"
+                if confirmed
+                else "no mask confirmed"
+            )
+            print(f"image {image.id}: {status} by {args.author}; {truth}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -122,6 +139,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     st = sub.add_parser("status", parents=[common], help="counts of images, revisions, models")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
+
+    rev = sub.add_parser("review", parents=[common], help="approve or reject images (scripted QA)")
+    rev.add_argument("images", nargs="+", metavar="IMAGE", help="id, SOP Instance UID or path")
+    verdict = rev.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--approve", action="store_true", help="confirm what the image shows now")
+    verdict.add_argument("--reject", action="store_true")
+    rev.add_argument("--author", required=True, help="who reviewed (recorded with the status)")
+    rev.set_defaults(func=cmd_review)
 
     hist = sub.add_parser("history", parents=[common], help="every revision of one image")
     hist.add_argument("image", help="image id, SOP Instance UID or file path")

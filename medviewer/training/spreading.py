@@ -8,15 +8,14 @@ neighbour graph of those embeddings carries the confirmed labels to the rest (Zh
 one problem over its labels.
 
 Proposals are saved as `ai-propagated` labels revisions and only where every label is confident
-(probability >= threshold). Like any AI proposal they are never training data on their own: the
-training snapshot takes an unapproved image's human revisions only, so a propagated label trains
-only once a clinician approves the image (see medviewer.workspace.snapshot).
+(probability >= threshold). Like any AI proposal they are never training data on their own: a
+propagated label is confirmed truth only once a clinician approves the image
+(`Revisions.confirmed`, the one rule the training snapshot and the export use too).
 
 Which images are which:
-- labelled: a human labels revision (corrections, imported truth), or approved with labels of
-  any source (approval confirms what was on screen, as in the training snapshot);
-- proposed for: images without a human labels revision that are neither approved (their labels
-  are confirmed; a proposal would change what trains) nor rejected;
+- labelled: images with confirmed labels;
+- proposed for: images without confirmed labels that are neither approved (approved without
+  labels: confirmed, but says nothing to spread) nor rejected;
 - rejected images take no part.
 """
 
@@ -33,9 +32,10 @@ from medviewer.imaging import ImageLoader
 from medviewer.inference.device import pick_device
 from medviewer.inference.preprocess import normalise, resize_to, to_channels
 from medviewer.models.registry import MedModel
+from medviewer.models.scope import applicable_images
 from medviewer.models.spec import ModelSpec
 from medviewer.models.versions import load_version
-from medviewer.training.data import TrainingError
+from medviewer.training.errors import TrainingError
 
 if TYPE_CHECKING:
     from medviewer.workspace import Workspace
@@ -136,21 +136,20 @@ def propose_labels(
 
 
 def _split(ws: Workspace, spec: ModelSpec) -> tuple[dict[int, dict[str, bool]], list[int]]:
-    """Labelled images (id -> confirmed labels) and the images to propose for."""
+    """Labelled images (id -> confirmed labels) and the images to propose for, among those the
+    model applies to."""
     known: dict[int, dict[str, bool]] = {}
     targets: list[int] = []
+    applicable = set(applicable_images(ws, spec)[0])
     for row in ws.images():
-        if row.status == "rejected":
+        if row.status == "rejected" or row.id not in applicable:
             continue
-        human = ws.revisions.final(row.id, "labels")
-        if human is None and row.status == "approved":
-            human = ws.revisions.latest(row.id, "labels")
-            if human is None:
-                continue  # approved without labels: confirmed, but says nothing to spread
-        if human is None:
+        confirmed = ws.revisions.confirmed(row.id, "labels")
+        if confirmed is not None:
+            labels = confirmed.revision.labels
+            known[row.id] = {n: labels[n] for n in spec.labels if n in labels}
+        elif row.status != "approved":
             targets.append(row.id)
-        else:
-            known[row.id] = {n: human.labels[n] for n in spec.labels if n in human.labels}
     return known, targets
 
 

@@ -1,13 +1,15 @@
 """Append-only revisions of an image's mask, labels and review status.
 
-"Original" is the latest AI revision, "final" the latest human one; neither replaces the other
-and the whole history stays. A mask blob is durable on disk before its row commits.
+"Original" is the latest AI revision; "confirmed" is the truth a clinician stands behind (see
+`confirmed_revision`, the one rule). Neither replaces the other and the whole history stays. A
+mask blob is durable on disk before its row commits.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +25,7 @@ KINDS = ("mask", "labels", "status")
 SOURCES = ("ai", "human", "import", "ai-propagated")
 STATUSES = ("unreviewed", "in_progress", "approved", "rejected")
 HUMAN_SOURCES = ("human", "import")
+AI_SOURCES = ("ai", "ai-propagated")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,36 @@ class Revision:
     @property
     def status(self) -> str | None:
         return self.payload.get("status")
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """A revision a clinician stands behind, who confirmed it and when."""
+
+    revision: Revision
+    by: str
+    at: float
+
+
+def confirmed_revision(
+    revisions: Sequence[Revision], status: str, approval: Revision | None
+) -> Confirmed | None:
+    """The one rule for confirmed truth, over one image's revisions of one kind (oldest first).
+
+    A human or imported revision is confirmed by its author. Approving an image confirms what
+    was on screen then: the latest revision older than the approval, an unedited AI proposal
+    included, confirmed by the approver. A proposal made after the approval (a newer model
+    version) is not confirmed and never replaces the confirmed truth. A rejected image has none.
+    """
+    if status == "rejected":
+        return None
+    approved = approval if status == "approved" else None
+    for rev in reversed(revisions):
+        if rev.source in HUMAN_SOURCES:
+            return Confirmed(rev, rev.author, rev.created_at)
+        if approved is not None and rev.id < approved.id:
+            return Confirmed(rev, approved.author, approved.created_at)
+    return None
 
 
 _COLUMNS = (
@@ -209,11 +242,46 @@ class Revisions:
 
     def original(self, image_id: int, kind: str = "mask") -> Revision | None:
         """The AI's latest proposal."""
-        return self.latest(image_id, kind, ("ai", "ai-propagated"))
+        return self.latest(image_id, kind, AI_SOURCES)
 
-    def final(self, image_id: int, kind: str = "mask") -> Revision | None:
-        """The latest human-confirmed revision (corrections and imported ground truth)."""
-        return self.latest(image_id, kind, HUMAN_SOURCES)
+    def confirmed(self, image_id: int, kind: str = "mask") -> Confirmed | None:
+        """The confirmed truth of one kind for an image (see `confirmed_revision`)."""
+        with self.ws.snapshot() as db:
+            status = db.execute("SELECT status FROM images WHERE id = ?", (image_id,)).fetchone()
+            if status is None:
+                raise KeyError(f"no image {image_id}")
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM revisions WHERE image = ? AND kind = ? ORDER BY id",
+                (image_id, kind),
+            ).fetchall()
+            approval = db.execute(
+                f"SELECT {_COLUMNS} FROM revisions WHERE image = ? AND kind = 'status'"
+                " ORDER BY id DESC LIMIT 1",
+                (image_id,),
+            ).fetchone()
+        return confirmed_revision(
+            [_revision(r) for r in rows], status[0], _revision(approval) if approval else None
+        )
+
+    def proposals_by(self, name: str, version: str) -> dict[int, dict[str, dict[str, Any]]]:
+        """Image -> kind -> summary of the AI revisions of one model version."""
+        out: dict[int, dict[str, dict[str, Any]]] = {}
+        rows = self.ws.db.execute(
+            "SELECT image, kind, summary FROM revisions WHERE source = 'ai' AND model_name = ?"
+            " AND model_version = ?",
+            (name, version),
+        )
+        for image, kind, summary in rows:
+            out.setdefault(image, {})[kind] = json.loads(summary)
+        return out
+
+    def has_proposal(self, image_id: int, name: str, version: str) -> bool:
+        row = self.ws.db.execute(
+            "SELECT 1 FROM revisions WHERE image = ? AND source = 'ai' AND model_name = ?"
+            " AND model_version = ? LIMIT 1",
+            (image_id, name, version),
+        ).fetchone()
+        return row is not None
 
     def history(self, image_id: int) -> list[Revision]:
         rows = self.ws.db.execute(

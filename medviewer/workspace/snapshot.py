@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from medviewer.imaging import FrameRef
-from medviewer.workspace.revisions import _COLUMNS, HUMAN_SOURCES, Revision, _revision
+from medviewer.models.scope import why_not_applicable
+from medviewer.workspace.revisions import _COLUMNS, Revision, _revision, confirmed_revision
 
 if TYPE_CHECKING:
+    from medviewer.models.spec import ModelSpec
     from medviewer.workspace.store import Workspace
 
 
@@ -43,14 +45,15 @@ class TrainingSnapshot:
     items: list[TrainingItem]
     unreviewed: int
 
-    def for_model(self, name: str, workspace_models: set[str]) -> list[TrainingItem]:
-        """The items model `name` learns from. A workspace can hold models for different tasks
-        and a chest model must not learn from fundus photographs: beside other models, only
-        images whose revisions name this one (its proposals and the corrections of them,
-        ground truth imported for it); as the workspace's only model, every item."""
-        if workspace_models <= {name}:
-            return list(self.items)
-        return [i for i in self.items if name in i.models]
+    def for_model(self, spec: ModelSpec, workspace_models: set[str]) -> list[TrainingItem]:
+        """The items model `spec` learns from: those it applies to (`why_not_applicable`, the
+        rule inference uses too). A spec that declares no `applies_to` cannot tell a chest
+        radiograph from a fundus photograph, so beside other models it learns only from images
+        whose revisions name it (its proposals and their corrections, truth imported for it)."""
+        items = [i for i in self.items if why_not_applicable(spec, i.frame.instance) is None]
+        if spec.applies_to.declared or workspace_models <= {spec.name}:
+            return items
+        return [i for i in items if spec.name in i.models]
 
     def manifest(self, items: list[TrainingItem] | None = None) -> dict[str, Any]:
         """What a run trained on (`items`, by default all) for the model's record."""
@@ -72,29 +75,16 @@ class TrainingSnapshot:
 
 
 def training_snapshot(ws: Workspace) -> TrainingSnapshot:
-    """Images a human confirmed (approved, or corrected and not rejected) with their revisions.
-
-    Approving an image confirms what was on screen then: an approved image trains on its latest
-    human revision, or on an AI proposal made before the approval (the accepted proposal). A
-    proposal made after the approval (a newer model version) is not confirmed and never
-    replaces the confirmed truth.
-    """
+    """Images with confirmed truth (`confirmed_revision`, the one rule) with their revisions,
+    and how many images still wait for a clinician."""
     from medviewer.workspace.store import instance_from_json
 
     with ws.snapshot() as db:
         last = db.execute("SELECT coalesce(max(id), 0) FROM revisions").fetchone()[0]
         revs: dict[tuple[int, str], list[Revision]] = {}
-        for row in db.execute(
-            f"SELECT {_COLUMNS} FROM revisions WHERE kind IN ('mask', 'labels') ORDER BY id"
-        ):
+        for row in db.execute(f"SELECT {_COLUMNS} FROM revisions ORDER BY id"):
             rev = _revision(row)
             revs.setdefault((rev.image_id, rev.kind), []).append(rev)
-        approved_at = dict(
-            db.execute(
-                "SELECT image, max(id) FROM revisions WHERE kind = 'status'"
-                " AND json_extract(payload, '$.status') = 'approved' GROUP BY image"
-            ).fetchall()
-        )
         images = db.execute(
             "SELECT i.id, i.instance, i.frame, i.status, p.patient_id, st.uid FROM images i"
             " JOIN series se ON se.id = i.series JOIN studies st ON st.id = se.study"
@@ -104,18 +94,12 @@ def training_snapshot(ws: Workspace) -> TrainingSnapshot:
     for image_id, instance, frame, status, patient_id, study_uid in images:
         if status == "rejected":
             continue
-        approval = approved_at.get(image_id, 0) if status == "approved" else 0
-        picked = {
-            kind: next(
-                (
-                    r
-                    for r in reversed(revs.get((image_id, kind), []))
-                    if r.source in HUMAN_SOURCES or r.id < approval
-                ),
-                None,
-            )
-            for kind in ("mask", "labels")
-        }
+        statuses = revs.get((image_id, "status"), [])
+        approval = statuses[-1] if statuses else None
+        picked = {}
+        for kind in ("mask", "labels"):
+            found = confirmed_revision(revs.get((image_id, kind), []), status, approval)
+            picked[kind] = found.revision if found else None
         if status != "approved" and picked["mask"] is None and picked["labels"] is None:
             unreviewed += 1
             continue

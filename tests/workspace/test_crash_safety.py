@@ -102,8 +102,8 @@ def test_failed_save_keeps_previous_revision(
         ws.revisions.save_mask(image, before * 2, source="human", author="dr")
     assert str(ws.root / "blobs") in str(e.value)
     monkeypatch.undo()
-    assert ws.revisions.final(image).id == prev.id
-    assert np.array_equal(ws.revisions.read_mask(ws.revisions.final(image)), before)
+    assert ws.revisions.confirmed(image).revision.id == prev.id
+    assert np.array_equal(ws.revisions.read_mask(ws.revisions.confirmed(image).revision), before)
     assert not any((ws.root / "blobs" / "tmp").glob("*"))
 
 
@@ -114,7 +114,7 @@ def test_database_write_failure_is_a_save_error(ws: Workspace) -> None:
     with pytest.raises(SaveError, match="could not save the mask of image"):
         ws.revisions.save_mask(image, np.zeros((32, 24), np.uint8), source="human", author="dr")
     ws.db.execute("PRAGMA query_only = OFF")
-    assert ws.revisions.final(image).id == prev.id
+    assert ws.revisions.confirmed(image).revision.id == prev.id
 
 
 def test_damaged_blob_is_reported_not_returned(ws: Workspace) -> None:

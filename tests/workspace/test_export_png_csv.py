@@ -85,7 +85,7 @@ def test_png_label_maps_at_native_size(export_ws: Workspace, tmp_path: Path) -> 
     assert sorted(f.name for f in report.files) == [f"CT_{CT_SOP}_mask.png", "photos_scan_mask.png"]
     for row in (ct, photo):
         written = read_png(tmp_path / report.files[[ct, photo].index(row)].name)
-        expected = export_ws.revisions.read_mask(export_ws.revisions.final(row.id))
+        expected = export_ws.revisions.read_mask(export_ws.revisions.confirmed(row.id).revision)
         assert written.dtype == np.uint8 and written.shape == (row.rows, row.columns)
         assert np.array_equal(written, expected)
     assert report.exported == 2 and report.skipped == 15  # RT Dose frames have no final mask
@@ -110,7 +110,7 @@ def test_png_overlay_blends_class_colours(export_ws: Workspace, tmp_path: Path) 
     ct = image(export_ws, "CT_small.dcm")
     overlay = cv2.cvtColor(read_png(tmp_path / f"CT_{CT_SOP}_overlay.png"), cv2.COLOR_BGR2RGB)
     grey = render(ImageLoader().image(export_ws.frame_ref(ct.id))).astype(np.float64)
-    labels = export_ws.revisions.read_mask(export_ws.revisions.final(ct.id))
+    labels = export_ws.revisions.read_mask(export_ws.revisions.confirmed(ct.id).revision)
     expected = np.repeat(grey[..., None], 3, axis=2)
     for value, spec in enumerate(CLASSES[1:], start=1):
         where = labels == value
@@ -142,7 +142,7 @@ def test_csv_final(export_ws: Workspace, tmp_path: Path) -> None:
     assert sorted(header[len(COLUMNS) :]) == sorted(pixels + unnamed)
     assert len(rows) == 17
     ct = image(export_ws, "CT_small.dcm")
-    rev = export_ws.revisions.final(ct.id)
+    rev = export_ws.revisions.confirmed(ct.id).revision
     counts = np.bincount(export_ws.revisions.read_mask(rev).ravel(), minlength=4)
     assert rows["CT_small.dcm#1"] == {
         "image_id": str(ct.id),
@@ -152,6 +152,7 @@ def test_csv_final(export_ws: Workspace, tmp_path: Path) -> None:
         "study_uid": "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322",
         "series_uid": "1.3.6.1.4.1.5962.1.3.1.1.20040119072730.12322",
         "sop_instance_uid": CT_SOP,
+        "modality": "CT",
         "status": "approved",
         "status_author": "bob",
         "status_time": iso(ct.status_time),
@@ -162,6 +163,8 @@ def test_csv_final(export_ws: Workspace, tmp_path: Path) -> None:
         "model_name": "",
         "model_version": "",
         "mask_time": iso(rev.created_at),
+        "confirmed_by": "alice",
+        "confirmed_time": iso(rev.created_at),
         **{name: str(n) for name, n in zip(pixels, counts)},
         **{name: "" for name in unnamed},
     }

@@ -23,7 +23,7 @@ def test_original_final_and_history(ws: Workspace) -> None:
         image, _mask(1) * 0, source="ai", author="unet", model=("chest", "4")
     )
     assert ws.revisions.original(image).id == ai2.id
-    assert ws.revisions.final(image).id == human.id
+    assert ws.revisions.confirmed(image).revision.id == human.id
     assert [r.id for r in ws.revisions.history(image)] == [ai.id, human.id, ai2.id]
     assert human.parent_id == ai.id and ai2.parent_id == human.id
     assert np.array_equal(ws.revisions.read_mask(ws.revisions.get(ai.id)), _mask(1))
@@ -56,7 +56,7 @@ def test_labels_and_status(ws: Workspace) -> None:
         "pneumothorax": True,
         "effusion": False,
     }
-    assert ws.revisions.final(image, "labels").labels["pneumothorax"] is False
+    assert ws.revisions.confirmed(image, "labels").revision.labels["pneumothorax"] is False
     assert ws.image(image).status == "in_progress"  # a human edit starts the review
     ws.revisions.set_status(image, "rejected", author="dr.b")
     row = ws.image(image)

@@ -1,8 +1,9 @@
 """Export reviewed masks: DICOM SEG, PNG label maps (optionally with overlays) or a CSV table.
 
-`export_workspace` picks one mask revision per image ("final": the latest human/import one,
-"original": the latest AI one); images without one are skipped and counted. The format
-modules are imported on use so that a PNG or CSV export never loads highdicom.
+`export_workspace` picks one mask revision per image ("final": the confirmed truth, as
+`Revisions.confirmed` defines it; "original": the latest AI one); images without one are
+skipped and counted. The format modules are imported on use so that a PNG or CSV export never
+loads highdicom.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def export_workspace(
 
 def chosen_mask(ws: Workspace, image_id: int, which: str, kind: str = "mask") -> Revision | None:
     if which == "final":
-        return ws.revisions.final(image_id, kind)
+        confirmed = ws.revisions.confirmed(image_id, kind)
+        return confirmed.revision if confirmed else None
     return ws.revisions.original(image_id, kind)
 
 

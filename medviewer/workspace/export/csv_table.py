@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medviewer.atomic import atomic_write_text
 from medviewer.workspace.classes import ClassResolver
 from medviewer.workspace.export import (
     ExportError,
@@ -29,6 +31,7 @@ COLUMNS = (
     "study_uid",
     "series_uid",
     "sop_instance_uid",
+    "modality",
     "status",
     "status_author",
     "status_time",
@@ -39,6 +42,8 @@ COLUMNS = (
     "model_name",
     "model_version",
     "mask_time",
+    "confirmed_by",  # "final" only: the mask's author, or the approver of an unedited proposal
+    "confirmed_time",
 )
 PIXELS = "pixels_"  # then one column per class name, in order of first appearance
 
@@ -72,12 +77,14 @@ def export_csv(ws: Workspace, out_dir: Path, which: str, report: ExportReport) -
             "study_uid": row.study_uid if dicom else "",
             "series_uid": row.series_uid if dicom else "",
             "sop_instance_uid": inst.sop_instance_uid if dicom else "",
+            "modality": row.modality,
             "status": row.status,
             "status_author": row.status_author or "",
             "status_time": iso_time(row.status_time),
             "labels": "; ".join(k for k, v in labels.labels.items() if v) if labels else "",
         }
-        rev = chosen_mask(ws, row.id, which)
+        confirmed = ws.revisions.confirmed(row.id) if which == "final" else None
+        rev = chosen_mask(ws, row.id, which) if confirmed is None else confirmed.revision
         if rev is None:
             report.skipped += 1
         else:
@@ -89,6 +96,8 @@ def export_csv(ws: Workspace, out_dir: Path, which: str, report: ExportReport) -
                 model_name=rev.model_name or "",
                 model_version=rev.model_version or "",
                 mask_time=iso_time(rev.created_at),
+                confirmed_by=confirmed.by if confirmed else "",
+                confirmed_time=iso_time(confirmed.at) if confirmed else "",
             )
             counts = pixel_counts(ws, rev)
             palette = resolver.palette(rev)
@@ -100,11 +109,12 @@ def export_csv(ws: Workspace, out_dir: Path, which: str, report: ExportReport) -
                 record[PIXELS + name] = counts.get(value, 0)
         records.append(record)
     path = out_dir / f"images_{which}.csv"
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, [*COLUMNS, *class_columns], restval="")
+    writer.writeheader()
+    writer.writerows(records)
     try:
-        with open(path, "w", newline="", encoding="utf-8") as fp:
-            writer = csv.DictWriter(fp, [*COLUMNS, *class_columns], restval="")
-            writer.writeheader()
-            writer.writerows(records)
+        atomic_write_text(path, text.getvalue())
     except OSError as e:
         raise ExportError(f"{path}: cannot write: {e.strerror}") from e
     report.files.append(path)

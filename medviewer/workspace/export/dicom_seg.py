@@ -314,7 +314,7 @@ class SeriesExport:
         creator = _person(authors.pop()) if manual and len(authors) == 1 else None
         created = datetime.fromtimestamp(max(r.created_at for r in revs))
         src = sources[0]
-        kind = "final (human or imported)" if self.which == "final" else "original (AI)"
+        kind = "final (confirmed)" if self.which == "final" else "original (AI)"
         try:
             seg = hd.seg.Segmentation(
                 source_images=sources,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from medviewer.atomic import atomic_write_bytes
 from medviewer.imaging import ImageLoader, ImageLoadError, UnreadableFile, render
 from medviewer.workspace.classes import ClassResolver, Palette
 from medviewer.workspace.export import (
@@ -102,6 +103,6 @@ def write_png(path: Path, pixels: np.ndarray) -> None:
     if not ok:
         raise ExportError(f"{path}: could not encode the PNG")
     try:
-        path.write_bytes(data.tobytes())
+        atomic_write_bytes(path, data.tobytes())
     except OSError as e:
         raise ExportError(f"{path}: cannot write: {e.strerror}") from e
