@@ -7,6 +7,7 @@ torch and smp take seconds to import, so they are imported inside the commands t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -28,18 +29,37 @@ def _metrics(metrics: dict) -> str:
     return json.dumps(metrics, sort_keys=True) if metrics else "-"
 
 
+def main_metric(metrics: dict) -> float | None:
+    """The validation score training compares versions by (None when untrained)."""
+    score = (metrics.get("validation") or {}).get("score")
+    return float(score) if isinstance(score, (int, float)) else None
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     with _open(args) as ws:
         versions = ws.models.list()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(m) for m in versions], indent=1))
+        return 0
     if not versions:
         print("no models (add one with `medviewer models add SPEC.json`)")
+        return 0
+    rows = [("NAME", "VERSION", "ACTIVE", "TASK", "SCORE", "ADDED")]
     for m in versions:
-        mark = "*" if m.active else " "
-        task = m.spec.get("task", "?")
-        print(
-            f"{mark} {m.name} {m.version}  {task}  added {_when(m.created_at)}  "
-            f"{_metrics(m.metrics)}"
+        score = main_metric(m.metrics)
+        rows.append(
+            (
+                m.name,
+                m.version,
+                "*" if m.active else "",
+                str(m.spec.get("task", "?")),
+                "-" if score is None else f"{score:.3f}",
+                _when(m.created_at),
+            )
         )
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
     return 0
 
 
@@ -124,7 +144,12 @@ def cmd_infer(args: argparse.Namespace) -> int:
             print(f"model {name}:", file=sys.stderr)
             try:
                 r = run_batch(
-                    ws, name, device=args.device, batch_size=args.batch_size, on_progress=bar
+                    ws,
+                    name,
+                    device=args.device,
+                    batch_size=args.batch_size,
+                    on_progress=bar,
+                    backend=args.backend,
                 )
             except KeyboardInterrupt:
                 print(
@@ -133,10 +158,12 @@ def cmd_infer(args: argparse.Namespace) -> int:
                 return 130
             print(
                 f"{r.model} {r.version}: {r.proposed} proposed, {r.skipped} skipped "
-                f"(already done), {len(r.failed)} failed"
+                f"(already done), {r.not_applicable} not applicable, {len(r.failed)} failed"
             )
             for image_id, reason in r.failed:
                 print(f"  image {image_id}: {reason}")
+            if r.backend:
+                print(f"  backend: {r.backend}", file=sys.stderr)
             failed += len(r.failed)
     return 1 if failed else 0
 
@@ -178,7 +205,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=func)
         return p
 
-    verb("list", cmd_list, "every version of every model; * marks the active ones")
+    listing = verb("list", cmd_list, "every version of every model; * marks the active ones")
+    listing.add_argument("--json", action="store_true", help="the full record of each version")
     verb("show", cmd_show, "spec and versions of one model").add_argument("name")
     act = verb("activate", cmd_activate, "make a version the one that runs")
     act.add_argument("name")
@@ -194,7 +222,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     workspace_option(infer)
     infer.add_argument("--model", help="model name (default: every active model)")
     infer.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    infer.add_argument("--batch-size", type=int, default=4)
+    infer.add_argument(
+        "--batch-size", type=int, help="images per batch (default: 4 on a CPU, a GPU's from memory)"
+    )
+    infer.add_argument(
+        "--backend",
+        choices=["auto", "torch", "onnxruntime"],
+        help="what runs the model on a CPU: auto (default, or $MEDVIEWER_BACKEND) times both "
+        "once per model and machine and keeps the faster; onnxruntime falls back to torch, "
+        "saying why, when the exported model disagrees with torch",
+    )
     infer.set_defaults(func=cmd_infer)
 
     spread = sub.add_parser(

@@ -248,6 +248,7 @@ def _instance_from_header(path: Path, header: Header) -> Instance:
         bits_allocated=bits,
         bits_stored=_optional_int(values, "BitsStored") or bits,
         modality=modality,
+        body_part=str(values.get("BodyPartExamined", "")).strip().upper(),
         study_description=str(values.get("StudyDescription", "")),
         study_date=str(values.get("StudyDate", "")),
         series_description=str(values.get("SeriesDescription", "")),

@@ -58,6 +58,7 @@ _WANTED: dict[int, tuple[str, bytes]] = {
     0x0008103E: ("SeriesDescription", b"LO"),
     0x00100010: ("PatientName", b"PN"),
     0x00100020: ("PatientID", b"LO"),
+    0x00180015: ("BodyPartExamined", b"CS"),
     0x00181164: ("ImagerPixelSpacing", b"DS"),
     0x0020000D: ("StudyInstanceUID", b"UI"),
     0x0020000E: ("SeriesInstanceUID", b"UI"),

@@ -27,6 +27,7 @@ class Instance:
     bits_allocated: int = 8
     bits_stored: int = 8
     modality: str = ""
+    body_part: str = ""  # BodyPartExamined, upper case; empty when the header has none
     patient_name: str = ""
     study_description: str = ""
     study_date: str = ""

@@ -1,18 +1,19 @@
-"""Run a model over every image of a workspace, resumably.
+"""Run a model over every image of a workspace it applies to, resumably.
 
 Each image's proposal is committed on its own (see InferenceRunner), so killing the run at any
 point loses at most the images in flight; a rerun skips images that already have a proposal
-from the same model name and version.
+from the same model name and version. Images outside the model's `applies_to` are counted as
+not applicable, never run (`medviewer.models.scope`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from medviewer.inference.runner import BATCH, InferenceRunner
+from medviewer.models.scope import applicable_images
 from medviewer.models.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -24,8 +25,10 @@ class BatchReport:
     model: str
     version: str
     proposed: int = 0
-    skipped: int = 0
+    skipped: int = 0  # already proposed by this version
+    not_applicable: int = 0  # outside the model's applies_to
     failed: list[tuple[int, str]] = field(default_factory=list)  # (image id, reason)
+    backend: str = ""  # what ran the model and why, e.g. "onnxruntime (calibrated: ...)"
 
 
 def done_images(ws: Workspace, name: str, version: str, spec: ModelSpec) -> set[int]:
@@ -33,29 +36,18 @@ def done_images(ws: Workspace, name: str, version: str, spec: ModelSpec) -> set[
 
     save_proposal writes the mask first, then the labels (when the proposal has any), in two
     commits; an image killed between them has no labels yet and is run again."""
-    kinds: dict[int, set[str]] = {}
-    wants_labels: dict[int, bool] = {}
-    rows = ws.db.execute(
-        "SELECT image, kind, summary FROM revisions WHERE source = 'ai' AND model_name = ?"
-        " AND model_version = ?",
-        (name, version),
-    )
-    for image, kind, summary in rows:
-        kinds.setdefault(image, set()).add(kind)
-        if kind == "mask":
-            wants_labels[image] = bool(json.loads(summary).get("probabilities"))
     done = set()
-    for image, have in kinds.items():
+    for image, kinds in ws.revisions.proposals_by(name, version).items():
         need = {"mask"} if spec.segments else {"labels"}
-        if spec.segments and wants_labels.get(image):
+        if spec.segments and "mask" in kinds and kinds["mask"].get("probabilities"):
             need.add("labels")
-        if need <= have:
+        if need <= set(kinds):
             done.add(image)
     return done
 
 
 def active_models(ws: Workspace) -> list[str]:
-    return sorted({m.name for m in ws.models.list() if m.active})
+    return sorted(ws.models.active_versions())
 
 
 def run_batch(
@@ -63,21 +55,25 @@ def run_batch(
     name: str,
     *,
     device: str = "auto",
-    batch_size: int = 4,
+    batch_size: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    backend: str | None = None,
 ) -> BatchReport:
-    """Propose for every image not yet done by the active version of `name`.
+    """Propose for every image `name` applies to that its active version has not done yet.
 
     Progress is reported on the calling thread, in image order. An interrupt (Ctrl-C) cancels
     what has not started and lets the image in flight finish and commit before it propagates.
     """
-    with InferenceRunner(ws, device=device, batch_size=batch_size) as runner:
+    runner = InferenceRunner(ws, device=device, batch_size=batch_size, backend=backend)
+    with runner:
         version = runner.load(name)
         spec = runner.spec(name)
         done = done_images(ws, name, version, spec)
-        images = [row.id for row in ws.images()]
+        images, outside = applicable_images(ws, spec)
         todo = [i for i in images if i not in done]
-        report = BatchReport(name, version, skipped=len(images) - len(todo))
+        report = BatchReport(
+            name, version, skipped=len(images) - len(todo), not_applicable=len(outside)
+        )
         futures = runner.submit_many(todo, BATCH, model=name)
         for k, (image_id, future) in enumerate(zip(todo, futures, strict=True), start=1):
             try:
@@ -88,4 +84,5 @@ def run_batch(
                 report.proposed += 1
             if on_progress is not None:
                 on_progress(k, len(todo))
+        report.backend = runner.backend(name)
     return report

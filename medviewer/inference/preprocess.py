@@ -7,9 +7,7 @@ import numpy as np
 
 from medviewer.imaging.display import Image, Window, render
 from medviewer.inference.errors import InferenceError
-from medviewer.models.spec import ModelSpec
-
-MIN_SIDE = 32  # five stride-2 stages of an smp encoder
+from medviewer.models.spec import MIN_SIDE, ModelSpec
 
 
 def to_channels(image: Image, spec: ModelSpec) -> np.ndarray:
@@ -54,6 +52,8 @@ def normalise(x: np.ndarray, spec: ModelSpec) -> np.ndarray:
 def resize_to(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(H, W, C) resized to (height, width); area when shrinking, linear when growing."""
     h, w = size
+    if x.shape[:2] == (h, w):
+        return x if x.ndim == 3 else x[..., None]  # what cv2.resize would copy unchanged
     shrink = h < x.shape[0] or w < x.shape[1]
     out = cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     return out if out.ndim == 3 else out[..., None]

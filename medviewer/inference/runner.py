@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from medviewer.imaging import FrameRef, Image, ImageLoader
+from medviewer.inference.calibration import BackendStore, backend_store, default_backend
 from medviewer.inference.device import pick_device
 from medviewer.inference.engine import Engine
+from medviewer.inference.errors import NotApplicable
 from medviewer.inference.proposal import Proposal, propose, save_proposal
 from medviewer.models.errors import ModelError
+from medviewer.models.scope import why_not_applicable
 from medviewer.models.spec import ModelSpec
 from medviewer.models.versions import load_gate_classifier, load_version
 
@@ -124,7 +127,7 @@ class _Worker:
         ready: list[tuple[_Request, Image]] = []
         for req in group:
             try:
-                ready.append((req, self.runner.load_image(req.target)))
+                ready.append((req, self.runner.load_image(req.target, self.engine.spec)))
             except BaseException as e:  # noqa: BLE001 - every failure belongs to its Future
                 req.future.set_exception(e)
         batch: list[Proposal] = []
@@ -161,12 +164,14 @@ class InferenceRunner:
         ws: Workspace,
         *,
         device: str = "auto",
-        batch_size: int = 4,
+        batch_size: int | None = None,
         loader: ImageLoader | None = None,
+        backend: str | None = None,
     ) -> None:
         self.ws = ws
         self.device = pick_device(device)  # once: every model of the runner on one device
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # None: the engine's choice (4 on a CPU, GPU: from memory)
+        self.backend = backend or default_backend()  # auto | torch | onnxruntime (Engine)
         self.loader = loader or ImageLoader()
         self._workers: dict[str, _Worker] = {}
         self._seq = itertools.count()
@@ -178,9 +183,17 @@ class InferenceRunner:
         two-stage gate's classifier runs on the same worker (propose needs both at once)."""
         model, spec, version = load_version(self.ws, name, version)
         stage_one = load_gate_classifier(self.ws, spec)
-        classifier = Engine(*stage_one, self.device, self.batch_size) if stage_one else None
-        self.attach(Engine(model, spec, self.device, self.batch_size), version, classifier)
+        classifier = None
+        if stage_one:
+            store = backend_store(self.ws, stage_one[1].name)
+            classifier = Engine(*stage_one, self.device, self.batch_size, **self._how(store))
+        store = backend_store(self.ws, name, version)
+        engine = Engine(model, spec, self.device, self.batch_size, **self._how(store))
+        self.attach(engine, version, classifier)
         return version
+
+    def _how(self, store: BackendStore) -> dict[str, Any]:
+        return {"backend": self.backend, "store": store}
 
     def attach(self, engine: Engine, version: str, classifier: Engine | None = None) -> None:
         """Run an already built Engine (tests, or a model not kept in the workspace)."""
@@ -197,6 +210,12 @@ class InferenceRunner:
 
     def spec(self, model: str | None = None) -> ModelSpec:
         return self._worker(model).engine.spec
+
+    def backend(self, model: str | None = None) -> str:
+        """What runs the model and why, e.g. "onnxruntime (calibrated: ...)"; set up on the
+        model's first run."""
+        engine = self._worker(model).engine
+        return f"{engine.backend} ({engine.backend_note})" if engine.backend else "not run yet"
 
     @property
     def models(self) -> dict[str, str]:
@@ -271,23 +290,31 @@ class InferenceRunner:
             raise ModelError(f"{what} (loaded: {', '.join(self._workers) or 'none'})")
         return self._workers[model]
 
-    def load_image(self, target: Target) -> Image:
+    def load_image(self, target: Target, spec: ModelSpec | None = None) -> Image:
+        """The pixels of a target; with `spec`, NotApplicable when that model does not apply
+        to it (an Image given directly is the caller's choice and is not checked)."""
         if isinstance(target, Image):
             return target
         ref = target if isinstance(target, FrameRef) else self.ws.frame_ref(target)
+        if spec is not None:
+            reason = why_not_applicable(spec, ref.instance)
+            if reason is not None:
+                raise NotApplicable(f"{ref.instance.path}: {reason}")
         return self.loader.image(ref)
 
     def image_id(self, target: Target) -> int:
         if isinstance(target, int):
             return target
         assert isinstance(target, FrameRef)
-        row = self.ws.db.execute(
-            "SELECT id FROM images WHERE sop_instance_uid = ? AND frame = ?",
-            (target.instance.sop_instance_uid, target.frame),
-        ).fetchone()
-        if row is None:
-            raise ModelError(f"{target.instance.path}: not an image of workspace {self.ws.root}")
-        return row[0]
+        return self.ws.image_id_of(target)
+
+    def applicable(self, image_id: int) -> list[str]:
+        """The loaded models that apply to this image (`why_not_applicable`)."""
+        inst = self.ws.frame_ref(image_id).instance
+        return [
+            name for name, w in self._workers.items()
+            if why_not_applicable(w.engine.spec, inst) is None
+        ]  # fmt: skip
 
     def close(self, wait: bool = True) -> None:
         """Cancel everything not started and stop the workers; a running request finishes

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ TASKS = ("segmentation", "classification", "segmentation+classification")
 LABEL_MODES = ("multilabel", "multiclass")
 LARGE_IMAGE = ("resize", "tile")
 GATES = ("none", "pixel_count", "classifier", "two_stage")
+COLOURS = ("any", "grey", "colour")
+MIN_SIDE = 32  # five stride-2 stages of an smp encoder: the smallest image any model can take
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,23 @@ class Gate:
     label: str | None = None  # classifier / two_stage: which label's probability decides
     threshold: float = 0.5
     model: str | None = None  # two_stage: name of the classification model that runs first
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The images a model applies to ("applies_to" in the spec); an empty field matches any
+    image. `medviewer.models.scope.why_not_applicable` is the one function that reads it."""
+
+    modalities: tuple[str, ...] = ()  # DICOM Modality (CR, CT, ...); "OT" for PNG/JPEG files
+    body_parts: tuple[str, ...] = ()  # BodyPartExamined; images without one are not excluded
+    colour: str = "any"  # grey | colour | any
+    min_size: int = MIN_SIDE  # the shorter side, in pixels
+    series_description: str | None = None  # a regular expression, searched case-insensitively
+
+    @property
+    def declared(self) -> bool:
+        """Whether the spec narrows its images beyond the minimum size."""
+        return replace(self, min_size=MIN_SIDE) != Scope()
 
 
 @dataclass(frozen=True)
@@ -56,6 +76,7 @@ class ModelSpec:
     min_component_pixels: int = 0
     fill_holes: bool = False
     gate: Gate = field(default_factory=Gate)
+    applies_to: Scope = field(default_factory=Scope)
 
     @property
     def segments(self) -> bool:
@@ -132,6 +153,38 @@ def _classes(data: dict[str, Any], src: str) -> tuple[ClassInfo, ...]:
             raise SpecError(f"{src}: classes[{i}].color must be [r, g, b] with 0-255 each")
         out.append(ClassInfo(item["name"], tuple(color)))  # type: ignore[arg-type]
     return tuple(out)
+
+
+def _strings(data: dict[str, Any], key: str, src: str) -> tuple[str, ...]:
+    value = data.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise SpecError(f"{src}: {key} must be a list of names, got {value!r}")
+    return tuple(v.strip().upper() for v in value)
+
+
+def _scope(data: dict[str, Any], src: str) -> Scope:
+    raw = data.get("applies_to", {})
+    where = f"{src}: applies_to"
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where} must be an object (modalities, body_parts, colour, ...)")
+    unknown = set(raw) - set(Scope.__dataclass_fields__)
+    if unknown:
+        raise SpecError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    pattern = raw.get("series_description")
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as e:
+            raise SpecError(f"{where}: series_description is not a regular expression: {e}") from e
+    return Scope(
+        modalities=_strings(raw, "modalities", where),
+        body_parts=_strings(raw, "body_parts", where),
+        colour=_choice(raw, "colour", COLOURS, "any", where),
+        min_size=int(_number(raw, "min_size", MIN_SIDE, where, MIN_SIDE, 1e6)),
+        series_description=pattern,
+    )
 
 
 def _parse(data: dict[str, Any], src: str) -> ModelSpec:
@@ -219,4 +272,5 @@ def _parse(data: dict[str, Any], src: str) -> ModelSpec:
         ),
         fill_holes=bool(post.get("fill_holes", data.get("fill_holes", False))),
         gate=gate,
+        applies_to=_scope(data, src),
     )

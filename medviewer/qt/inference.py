@@ -35,6 +35,7 @@ class RunnerHost(QObject):
         self._waiting: list[tuple[int, bool, Callable[[int], Any]]] = []
         self._in_flight: set[Future] = set()
         self._lock = threading.Lock()
+        self._closed = False
 
     def start(self) -> Future:
         return self.workers.load(self._start, then=self._started)
@@ -75,30 +76,17 @@ class RunnerHost(QObject):
         )
 
     def models_for(self, image_id: int) -> list[str]:
-        """Models that have proposed on this image before; else the only active model, if one.
-
-        A workspace can hold models for different tasks (chest, fundus): running all of them on
-        every image would put a fundus classifier's labels on a chest radiograph.
-        """
-        rows = self.ws.db.execute(
-            "SELECT DISTINCT model_name FROM revisions WHERE image = ? AND source = 'ai'",
-            (image_id,),
-        )
-        used = [r[0] for r in rows if r[0] in self.versions]
-        if used:
-            return used
-        return list(self.versions) if len(self.versions) == 1 else []
+        """The loaded models that apply to this image (each spec's `applies_to`): a fundus
+        classifier never puts its labels on a chest radiograph."""
+        return self.runner.applicable(image_id) if self.runner is not None else []
 
     def has_proposal(self, image_id: int, name: str) -> bool:
-        row = self.ws.db.execute(
-            "SELECT 1 FROM revisions WHERE image = ? AND source = 'ai' AND model_name = ?"
-            " AND model_version = ? LIMIT 1",
-            (image_id, name, self.versions[name]),
-        ).fetchone()
-        return row is not None
+        return self.ws.revisions.has_proposal(image_id, name, self.versions[name])
 
     def propose(self, image_id: int, on_screen: bool, then: Callable[[int], Any]) -> None:
         """Queue a proposal from each relevant model unless this version already made one."""
+        if self._closed:
+            return  # e.g. a reload that finished after the window closed
         if self.runner is None:
             self._waiting.append((image_id, on_screen, then))
             return
@@ -173,5 +161,6 @@ class RunnerHost(QObject):
     def close(self) -> None:
         """Cancel queued requests and wait for the one in flight: a thread still inside torch
         when the interpreter exits aborts the process."""
+        self._closed = True
         if self.runner is not None:
             self.runner.close(wait=True)

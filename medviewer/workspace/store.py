@@ -357,6 +357,26 @@ class Workspace:
             raise UnknownImage(f"{self.root}: no image {key!r} (give an id, a SOP UID or a path)")
         return self.image(r[0])
 
+    def frame_refs(self, image_ids: Iterable[int] | None = None) -> dict[int, FrameRef]:
+        """Image id -> FrameRef for every image (or those given), in one query."""
+        rows = self.db.execute("SELECT id, instance, frame FROM images ORDER BY id")
+        wanted = None if image_ids is None else set(image_ids)
+        return {
+            r[0]: FrameRef(instance_from_json(r[1]), r[2])
+            for r in rows
+            if wanted is None or r[0] in wanted
+        }
+
+    def image_id_of(self, ref: FrameRef) -> int:
+        """The workspace id of a frame of an imported file."""
+        row = self.db.execute(
+            "SELECT id FROM images WHERE sop_instance_uid = ? AND frame = ?",
+            (ref.instance.sop_instance_uid, ref.frame),
+        ).fetchone()
+        if row is None:
+            raise UnknownImage(f"{ref.instance.path}: not an image of workspace {self.root}")
+        return row[0]
+
     def frame_ref(self, image_id: int) -> FrameRef:
         """What the imaging package needs to load this image's pixels."""
         r = self.db.execute(

@@ -52,11 +52,11 @@ def test_add_then_infer_twice(setup: tuple, capsys: pytest.CaptureFixture[str]) 
     assert "added model tiny version v1 (random weights (untrained)); active" in out
     code, out, err = cli(capsys, "infer", "--workspace", ws_dir, "--device", "cpu")
     assert code == 0, err
-    assert f"tiny v1: {N} proposed, 0 skipped (already done), 0 failed" in out
+    assert f"tiny v1: {N} proposed, 0 skipped (already done), 0 not applicable, 0 failed" in out
     assert f"\r  {N}/{N} images" in err
     code, out, _ = cli(capsys, "infer", "--workspace", ws_dir, "--model", "tiny")
     assert code == 0
-    assert f"tiny v1: 0 proposed, {N} skipped (already done), 0 failed" in out
+    assert f"tiny v1: 0 proposed, {N} skipped (already done), 0 not applicable, 0 failed" in out
     assert set(ai_masks(ws_dir).values()) == {1}
 
 
@@ -94,7 +94,7 @@ def test_failures_are_reported_per_image(
     (tmp_path / "study" / "s1.dcm").unlink()
     code, out, _ = cli(capsys, "infer", "--workspace", ws_dir, "--device", "cpu")
     assert code == 1
-    assert f"tiny v1: {N - 1} proposed, 0 skipped (already done), 1 failed" in out
+    assert f"tiny v1: {N - 1} proposed, 0 skipped (already done), 0 not applicable, 1 failed" in out
     assert "s1.dcm: file no longer exists" in out
 
 

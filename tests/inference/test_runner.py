@@ -156,7 +156,7 @@ def test_bad_images_fail_only_their_own_future(ws: Workspace, tmp_path: Path) ->
         small = runner.submit(ids["small.dcm"])
         gone = runner.submit(ids["s3.dcm"], PREFETCH)
         fine = runner.submit_many([ids["s1.dcm"], ids["s2.dcm"], ids["s3.dcm"]])
-        with pytest.raises(InferenceError, match="is 16x16; this model needs at least 32x32"):
+        with pytest.raises(InferenceError, match="is 16x16; tiny needs at least 32x32"):
             small.result(timeout=30)
         with pytest.raises(ImageLoadError, match=r"s3\.dcm: file no longer exists"):
             gone.result(timeout=30)
