@@ -46,7 +46,7 @@ def test_import_masks_by_stem_with_per_file_errors(
     assert "other.png: no image whose file name or SOP Instance UID is 'other'" in out
     assert "1 mask(s) imported, 3 failed" in out
     with Workspace.open(imported) as ws:
-        rev = ws.revisions.final(1)
+        rev = ws.revisions.confirmed(1).revision
         assert (rev.source, rev.author) == ("import", "dr.x")
         assert np.array_equal(ws.revisions.read_mask(rev), _label_map(1))
 
@@ -77,7 +77,7 @@ def test_import_masks_csv_map(imported: Path, tmp_path: Path, series_dir: Path) 
     args = ["import-masks", str(masks), "--workspace", str(imported), "--author", "a"]
     assert main([*args, "--map", str(table)]) == 0
     with Workspace.open(imported) as ws:
-        assert ws.revisions.final(3).summary["pixels"]["2"] == 28
+        assert ws.revisions.confirmed(3).revision.summary["pixels"]["2"] == 28
 
 
 def test_status_and_history(imported: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,123 +8,139 @@ prints its JSON-lines progress for people. A killed run resumes with `--resume j
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from medviewer.config import default_workspace
+from medviewer.processes import python_module
+from medviewer.training.errors import TrainingError
+from medviewer.training.jobs import KIND
+from medviewer.training.protocol import (
+    JOB_FILE,
+    LOSSES,
+    VAL_FRACTION,
+    Batch,
+    Done,
+    Epoch,
+    Error,
+    Event,
+    JobRequest,
+    Start,
+    TrainConfig,
+    parse_event,
+)
 from medviewer.workspace import Workspace
 
 
-def describe(event: dict[str, Any]) -> str | None:
+def describe(event: Event) -> str | None:
     """One human line for a progress event (None for events not worth a line)."""
-    kind = event.get("event")
-    if kind == "start":
+    if isinstance(event, Start):
         return (
-            f"training {event.get('model', 'model')} from {event.get('trained_from', '?')}: "
-            f"{event['train_images']} training and {event['val_images']} validation images "
-            f"({event['negatives']} negatives) on {event['device']}, {event['epochs']} epochs"
+            f"training {event.model or 'model'} from {event.trained_from or '?'}: "
+            f"{event.train_images} training and {event.val_images} validation images "
+            f"({event.negatives} negatives) on {event.device}, {event.epochs} epochs"
         )
-    if kind == "epoch":
-        val = event.get("val_metric")
-        score = "-" if val is None else f"{val:.3f}"
-        val_loss = "-" if event.get("val_loss") is None else f"{event['val_loss']:.4f}"
+    if isinstance(event, Epoch):
+        score = "-" if event.val_metric is None else f"{event.val_metric:.3f}"
+        val_loss = "-" if event.val_loss is None else f"{event.val_loss:.4f}"
+        train_loss = "-" if event.train_loss is None else f"{event.train_loss:.4f}"
         return (
-            f"epoch {event['epoch']}/{event['epochs']}: train loss {event['train_loss']:.4f}, "
-            f"validation loss {val_loss}, score {score} ({event['seconds']:.1f} s)"
+            f"epoch {event.epoch}/{event.epochs}: train loss {train_loss}, "
+            f"validation loss {val_loss}, score {score} ({event.seconds:.1f} s)"
         )
-    if kind == "done":
-        new = event["metrics"].get("score")
-        old = (event.get("active_metrics") or {}).get("score")
-        versus = (
-            f" against {old:.3f} for active {event.get('active_version')}"
-            if old is not None
-            else ""
-        )
-        state = "activated" if event["activated"] else "not activated"
-        return f"new version {event['version']}: score {new:.3f}{versus}; {state}"
-    if kind == "error":
-        return f"error: {event['message']}"
+    if isinstance(event, Done):
+        new = event.metrics.get("score")
+        old = (event.active_metrics or {}).get("score")
+        versus = f" against {old:.3f} for active {event.active_version}" if old is not None else ""
+        state = "activated" if event.activated else "not activated"
+        score = "-" if new is None else f"{new:.3f}"
+        return f"new version {event.version}: score {score}{versus}; {state}"
+    if isinstance(event, Error):
+        return f"error: {event.message}"
     return None
 
 
-def _show(event: dict[str, Any]) -> None:
-    if event.get("event") == "batch":
+def _show(event: Event) -> None:
+    if isinstance(event, Batch):
         if sys.stdout.isatty():  # a live line on a terminal; logs get the epoch lines only
-            line = f"  epoch {event['epoch']} step {event['step']}/{event['steps']} "
-            print(f"\r{line}loss {event['loss']:.4f}", end="", flush=True)
+            loss = "-" if event.loss is None else f"{event.loss:.4f}"
+            print(f"\r  epoch {event.epoch} step {event.step}/{event.steps} loss {loss}", end="")
         return
     text = describe(event)
     if text is not None:
         if sys.stdout.isatty():
             print("\r\033[K", end="")
-        print(text, file=sys.stderr if event.get("event") == "error" else sys.stdout, flush=True)
+        print(text, file=sys.stderr if isinstance(event, Error) else sys.stdout, flush=True)
 
 
 def _write_job(ws: Workspace, args: argparse.Namespace) -> tuple[int, Path]:
-    job = ws.jobs.create("train", args.model)
+    job = ws.jobs.create(KIND, args.model)
     folder = ws.root / "jobs" / str(job.id)
     folder.mkdir(parents=True, exist_ok=True)
-    data = {
-        "workspace": str(ws.root.resolve()),
-        "model": args.model,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "device": args.device,
-        "seed": args.seed,
-        "freeze_encoder_epochs": args.freeze_encoder_epochs,
-        "loss": args.loss,
-        "val_fraction": args.val_fraction,
-        "patience": args.patience,
-        "auto_activate": args.activate_if_better,
-        "augment": not args.no_augment,
-        "run_dir": str((folder / "run").resolve()),
-    }
-    path = folder / "job.json"
-    path.write_text(json.dumps(data, indent=2))
+    request = JobRequest.create(
+        ws.root.resolve(),
+        args.model,
+        (folder / "run").resolve(),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        device=args.device,
+        seed=args.seed,
+        freeze_encoder_epochs=args.freeze_encoder_epochs,
+        loss=args.loss,
+        val_fraction=args.val_fraction,
+        patience=args.patience,
+        auto_activate=args.activate_if_better,
+        augment=not args.no_augment,
+    )
+    path = folder / JOB_FILE
+    request.write(path)
     return job.id, path
 
 
 def _run(
     job_file: Path, in_process: bool, on_start: Any = lambda pid: None
-) -> tuple[int, dict[str, Any]]:
+) -> tuple[int, Event | None]:
     """Run a job; (exit code, last event). `on_start(pid)` learns the training process."""
-    last: dict[str, Any] = {}
+    last: list[Event] = []
 
-    def emit(event: dict[str, Any]) -> None:
-        last.clear()
-        last.update(event)
+    def emit(event: Event) -> None:
+        last[:] = [event]
         _show(event)
 
     if in_process:
         from medviewer.training.__main__ import main
 
-        return main([str(job_file)], emit=emit), last
-    cmd = [sys.executable, "-m", "medviewer.training", str(job_file)]
+        return main([str(job_file)], emit=emit), (last or [None])[0]
+    cmd = [*python_module("medviewer.training"), str(job_file)]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1) as proc:
         assert proc.stdout is not None
         on_start(proc.pid)
         for line in proc.stdout:
-            try:
-                emit(json.loads(line))
-            except json.JSONDecodeError:
+            event = parse_event(line)
+            if event is None:
                 print(line, end="")  # not ours (a library printing): pass it on
-        return proc.wait(), last
+            else:
+                emit(event)
+        return proc.wait(), (last or [None])[0]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     with Workspace.open(args.workspace or default_workspace()) as ws:
         if args.resume:
             folder = Path(args.resume)
-            job_file = folder / "job.json" if folder.is_dir() else folder
+            job_file = folder / JOB_FILE if folder.is_dir() else folder
             job_id = int(job_file.parent.name) if job_file.parent.name.isdigit() else None
         else:
             if not args.model:
                 raise SystemExit("medviewer train: --model is required (or --resume JOB)")
-            job_id, job_file = _write_job(ws, args)
+            try:
+                job_id, job_file = _write_job(ws, args)
+            except TrainingError as e:
+                print(f"medviewer train: {e}", file=sys.stderr)
+                return 2
         print(f"job {job_file.parent}", file=sys.stderr)
         if job_id is not None:
             ws.jobs.update(job_id, state="running")
@@ -142,11 +158,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 130
-        ok = code == 0 and last.get("event") == "done"
+        ok = code == 0 and isinstance(last, Done)
         if job_id is not None:
-            message = last.get("message", "") if not ok else f"version {last.get('version')}"
+            message = last.message if isinstance(last, (Done, Error)) else f"exit code {code}"
             ws.jobs.update(
-                job_id, state="finished" if ok else "failed", progress=last, message=message
+                job_id,
+                state="finished" if ok else "failed",
+                progress=last.to_dict() if last else {},
+                message=message,
             )
     return 0 if ok else 1
 
@@ -155,15 +174,25 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="retrain a model on confirmed corrections (new version)")
     p.add_argument("--workspace", type=Path, help="workspace folder (default: user data)")
     p.add_argument("--model", help="model name; training starts from its active version")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--loss", choices=["dice+ce", "dice+focal", "ce"], default="dice+ce")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-fraction", type=float, default=0.2, help="share of patients held out")
-    p.add_argument("--patience", type=int, default=5, help="epochs without improvement (0: off)")
-    p.add_argument("--freeze-encoder-epochs", type=int, default=0, help="warm-up epochs")
+    d = TrainConfig()  # the protocol's defaults, shared with the app's Retrain dialog
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=d.device)
+    p.add_argument("--loss", choices=LOSSES, default=d.loss)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=VAL_FRACTION,
+        help="share of patients held out",
+    )
+    p.add_argument(
+        "--patience", type=int, default=d.patience, help="epochs without improvement (0: off)"
+    )
+    p.add_argument(
+        "--freeze-encoder-epochs", type=int, default=d.freeze_encoder_epochs, help="warm-up epochs"
+    )
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument(
         "--activate-if-better",

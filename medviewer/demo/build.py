@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from medviewer.atomic import atomic_write_json
 from medviewer.demo.cases import (
     ALL_TASKS,
     FULL,
@@ -34,13 +35,13 @@ from medviewer.demo.cases import (
 from medviewer.demo.samples import real_tasks, sample_files
 from medviewer.inference.batch import done_images
 from medviewer.inference.runner import BATCH, InferenceRunner
-from medviewer.models.checkpoints import save_checkpoint
 from medviewer.models.pretrained import convert_efficientnet_lite0, find_efficientnet_lite0
 from medviewer.models.registry import build_model
 from medviewer.models.spec import ModelSpec
-from medviewer.models.versions import next_version, version_dir
+from medviewer.models.versions import register_version
 from medviewer.training.data import prepare, split_by_patient
-from medviewer.training.trainer import Emit, TrainConfig, fit
+from medviewer.training.protocol import Epoch, Event, TrainConfig
+from medviewer.training.trainer import Emit, fit
 from medviewer.workspace import Workspace, training_snapshot
 
 MARKER = "demo.json"
@@ -48,7 +49,7 @@ STUDIES = "demo-studies"
 AUTHOR = "demo"
 OnEpoch = Callable[[str, int, int, float | None], None]
 VAL_FRACTION = 0.25  # of each task's confirmed patients
-FORMAT = 4  # bump when the demo changes, so an old demo workspace is rebuilt
+FORMAT = 5  # bump when the demo changes, so an old demo workspace is rebuilt
 
 
 @dataclass
@@ -155,9 +156,7 @@ def build_demo(
         summary.images = len(ws.images())
         summary.task_images = {t: len(ids[t]) for t in tasks}
         summary.confirmed = {t: sum(w.labelled for w in written if w.task == t) for t in tasks}
-    tmp = workspace / (MARKER + ".tmp")
-    tmp.write_text(json.dumps(asdict(summary), indent=1))
-    tmp.replace(workspace / MARKER)
+    atomic_write_json(workspace / MARKER, asdict(summary))
     return summary
 
 
@@ -170,9 +169,9 @@ def _models(
         n = size.epochs[task]
         progress(f"training the {task} model ({n} epoch{'s' if n > 1 else ''}) ...")
 
-        def emit(event: dict, task: str = task) -> None:
-            if on_epoch is not None and event.get("event") == "epoch":
-                on_epoch(task, event["epoch"], event["epochs"], event.get("val_metric"))
+        def emit(event: Event, task: str = task) -> None:
+            if on_epoch is not None and isinstance(event, Epoch):
+                on_epoch(task, event.epoch, event.epochs, event.val_metric)
 
         cfg = TrainConfig(epochs=size.epochs[task], batch_size=size.batch_size,
                           lr=size.lr[task], device="cpu", seed=seed, patience=0)  # fmt: skip
@@ -238,7 +237,7 @@ def _confirm(
     for w in written:
         image_id = ids[w.task][index[w.task]]
         index[w.task] += 1
-        if not w.labelled or ws.revisions.final(image_id, "status") is not None:
+        if not w.labelled or ws.revisions.latest(image_id, "status") is not None:
             continue
         model = (names[w.task], "v1")  # the version the demo trains on this truth
         if w.task != "fundus":
@@ -257,7 +256,7 @@ def _train(ws: Workspace, spec: ModelSpec, names: set[str], cfg: TrainConfig, em
     other demo models (`names`); register and activate it (once)."""
     active = ws.models.active(spec.name)
     if active is None:
-        items = training_snapshot(ws).for_model(spec.name, names)
+        items = training_snapshot(ws).for_model(spec, names)
         split = split_by_patient(items, VAL_FRACTION, cfg.seed)
         train, val = prepare(ws, split.train, spec), prepare(ws, split.val, spec)
         torch.manual_seed(cfg.seed)
@@ -275,13 +274,7 @@ def _train(ws: Workspace, spec: ModelSpec, names: set[str], cfg: TrainConfig, em
             "manifest": {**split.manifest(), "train_images": len(train), "val_images": len(val)},
             "training": {**asdict(cfg), "best_epoch": result.best_epoch},
         }
-        version = next_version(ws, spec.name)
-        folder = version_dir(ws, spec.name, version)
-        save_checkpoint(folder, model, spec, metrics)
-        ws.models.register(
-            spec.name, version, path=str(folder), spec=spec.to_dict(), metrics=metrics
-        )
-        active = ws.models.activate(spec.name, version)
+        active = register_version(ws, spec, model, metrics, activate=True)
     return {
         "version": active.version,
         "task": spec.task,

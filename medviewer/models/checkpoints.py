@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from medviewer.atomic import atomic_write
 from medviewer.models.errors import CheckpointMismatch, ModelError
 from medviewer.models.registry import MedModel, build_model
 from medviewer.models.spec import ModelSpec
@@ -85,20 +85,6 @@ def save_checkpoint(
     atomic_write(folder / SPEC, lambda tmp: tmp.write_text(spec.to_json()))
     atomic_write(folder / METRICS, lambda tmp: tmp.write_text(json.dumps(metrics or {}, indent=2)))
     return folder
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """`write(tmp)` beside `path`, fsync, then rename over it: readers never see half a file,
-    and a failed write leaves no temp file behind."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fp:
-            os.fsync(fp.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_weights(model: MedModel, path: Path) -> MedModel:

@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from medviewer.models.checkpoints import atomic_write, read_tensors
+from medviewer.atomic import atomic_write
+from medviewer.models.checkpoints import read_tensors
 from medviewer.models.errors import CheckpointMismatch, ModelError
 
 # The smp encoder the weights fit: same blocks, same tensor order and shapes.

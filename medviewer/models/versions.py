@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medviewer.atomic import atomic_write_json
 from medviewer.models.checkpoints import (
     METRICS,
     WEIGHTS,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 # Names and versions become folder names: keep them portable and free of path tricks.
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _NUMBERED = re.compile(r"^v(\d+)$")
+MANIFEST = "manifest.json"  # what a trained version learnt from (revision ids, split)
 
 
 def _check_name(what: str, value: str) -> None:
@@ -68,6 +70,44 @@ def _source_files(weights: Path) -> tuple[Path, dict[str, Any]]:
     return file, metrics if isinstance(metrics, dict) else {}
 
 
+def register_version(
+    ws: Workspace,
+    spec: ModelSpec,
+    model: MedModel,
+    metrics: dict[str, Any],
+    *,
+    manifest: dict[str, Any] | None = None,
+    version: str | None = None,
+    activate: bool = False,
+) -> ModelVersion:
+    """The one writer of model versions: the version folder (weights, spec, metrics and the
+    training manifest, each written atomically), then its row; activated when asked.
+
+    A failure leaves no folder and no row. Training, `models add` and the demo all call this.
+    """
+    _check_name("name", spec.name)
+    version = version or next_version(ws, spec.name)
+    _check_name("version", version)
+    if any(m.version == version for m in ws.models.list(spec.name)):
+        raise ModelError(f"model {spec.name} version {version} is already in {ws.root}")
+    folder = version_dir(ws, spec.name, version)
+    if folder.exists():
+        shutil.rmtree(folder)  # left by a writer that died before registering; never registered
+    try:
+        save_checkpoint(folder, model, spec, metrics)
+        if manifest is not None:
+            atomic_write_json(folder / MANIFEST, manifest)
+        registered = ws.models.register(
+            spec.name, version, path=str(folder), spec=spec.to_dict(), metrics=metrics
+        )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if activate:
+        registered = ws.models.activate(spec.name, version)
+    return registered
+
+
 def add_model(
     ws: Workspace,
     spec: ModelSpec,
@@ -82,10 +122,6 @@ def add_model(
     weights the model is randomly initialised and its metrics say so.
     """
     _check_name("name", spec.name)
-    version = version or next_version(ws, spec.name)
-    _check_name("version", version)
-    if any(m.version == version for m in ws.models.list(spec.name)):
-        raise ModelError(f"model {spec.name} version {version} is already in {ws.root}")
     model = build_model(spec, pretrained=weights is None)
     if weights is not None:
         file, metrics = _source_files(Path(weights))
@@ -93,20 +129,7 @@ def add_model(
         metrics = {**metrics, "source": str(Path(weights).resolve())}
     else:
         metrics = {"note": "untrained"}
-    folder = version_dir(ws, spec.name, version)
-    if folder.exists():
-        shutil.rmtree(folder)  # left by an add that died before registering; never registered
-    save_checkpoint(folder, model, spec, metrics)
-    try:
-        registered = ws.models.register(
-            spec.name, version, path=str(folder), spec=spec.to_dict(), metrics=metrics
-        )
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    if activate:
-        registered = ws.models.activate(spec.name, version)
-    return registered
+    return register_version(ws, spec, model, metrics, version=version, activate=activate)
 
 
 def _folder(ws: Workspace, mv: ModelVersion) -> Path:

@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 
 class MainWindow(QMainWindow):
+    # A version became active (name, version); emitted from any thread, handled on the GUI's.
+    sig_model_activated = Signal(str, str)
+
     def __init__(
         self, ws: Workspace, author: str, settings: QSettings, device: str = "auto"
     ) -> None:
@@ -74,6 +77,15 @@ class MainWindow(QMainWindow):
         self.refresh_worklist()
         self.models.show_models(ws.models.list())
         self.host.start()
+        # Activation has one owner (ws.models.activate): hear it in this process at once, and
+        # poll for activations by other processes (a training job, the CLI).
+        self._stop_hearing = ws.models.on_activated(
+            lambda mv: self.sig_model_activated.emit(mv.name, mv.version)
+        )
+        self.sig_model_activated.connect(self._model_activated)
+        self._activation_clock = QTimer(self)
+        self._activation_clock.timeout.connect(self._poll_activations)
+        self._activation_clock.start(2000)
         geometry = settings.value("geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -294,8 +306,25 @@ class MainWindow(QMainWindow):
         self.view.proposal_item.setVisible(on and self.view.mask_item.isVisible())
 
     def _activate_model(self, name: str, version: str) -> None:
-        self.ws.models.activate(name, version)
+        self.ws.models.activate(name, version)  # heard by _model_activated
+
+    def _poll_activations(self) -> None:
+        if self.host.runner is None:
+            return  # the first load reads the active versions itself
+        try:
+            active = self.ws.models.active_versions()
+        except Exception:  # noqa: BLE001 - a busy database: look again next time
+            return
+        for name, version in active.items():
+            if self.host.versions.get(name) != version:
+                self._model_activated(name, version)
+
+    def _model_activated(self, name: str, version: str) -> None:
+        """Whoever activated a version: show it, load it, and propose again on screen."""
         self.models.show_models(self.ws.models.list())
+        if self.host.runner is None or self.host.versions.get(name) == version:
+            return
+        self.host.versions[name] = version  # claimed now, so the poll does not load it twice
         future = self.host.reload(name)
         if self.review.state is not None:
             image_id = self.review.state.image.id
@@ -307,17 +336,9 @@ class MainWindow(QMainWindow):
         """The Retrain dialog (non-modal: reviewing goes on while the model trains)."""
         self.review.save_now()  # train on what is on screen
         dialog = RetrainDialog(self.ws, self.jobs, self.job_events, self)
-        dialog.accepted.connect(self._after_retrain)
         dialog.show()
         self._retrain_dialog = dialog
         return dialog
-
-    def _after_retrain(self) -> None:
-        self.models.show_models(self.ws.models.list())
-        for name in list(self.host.versions):
-            active = self.ws.models.active(name)
-            if active is not None and active.version != self.host.versions.get(name):
-                self._activate_model(name, active.version)
 
     def _show_save_state(self) -> None:
         if self.review.save_error:
@@ -344,6 +365,8 @@ class MainWindow(QMainWindow):
         self.review.flush()
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("window_state", self.saveState())
+        self._activation_clock.stop()
+        self._stop_hearing()
         self.host.close()
         self.jobs.close()  # training runs on in its own process; the next start follows it
         self.workers.shutdown()

@@ -4,19 +4,15 @@ Runs alone or under `torchrun --nproc_per_node=N` (DDP: gloo on the CPU, nccl on
 rank 0 prints, writes checkpoints and registers the new version. Errors a user can fix are one
 {"event": "error"} line and exit code 1, never a traceback.
 
-Job file keys: workspace, model (trains from its active version), epochs, batch_size, lr,
-device (auto|cpu|cuda), seed, freeze_encoder_epochs, loss (dice+ce|dice+focal|ce),
-class_weights, val_fraction, patience, auto_activate, run_dir (checkpoints; resumed from when
-it holds one), augment.
+The job file and the events are defined in `medviewer.training.protocol` (JobRequest and one
+type per event); the version is registered by `medviewer.models.versions.register_version`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import shutil
 import sys
 import time
 import traceback
@@ -26,96 +22,47 @@ from typing import Any
 
 import torch
 
+from medviewer.atomic import atomic_write_json
 from medviewer.imaging import ImageLoadError
 from medviewer.inference.errors import InferenceError
-from medviewer.models.checkpoints import save_checkpoint
 from medviewer.models.errors import ModelError
-from medviewer.models.versions import load_version, next_version, version_dir
-from medviewer.training.data import (
-    TrainingError,
-    TrainingSet,
-    items_from_manifest,
-    prepare,
-    split_by_patient,
-)
+from medviewer.models.versions import MANIFEST, load_version, register_version
+from medviewer.training.data import TrainingSet, items_from_manifest, prepare, split_by_patient
+from medviewer.training.errors import TrainingError
 from medviewer.training.metrics import evaluate
-from medviewer.training.trainer import Dist, Emit, TrainConfig, device_for, fit
+from medviewer.training.protocol import (
+    Done,
+    Error,
+    Event,
+    JobRequest,
+    Start,
+    finite,
+    read_result,
+    write_result,
+)
+from medviewer.training.trainer import Dist, Emit, device_for, fit
 from medviewer.workspace import Workspace, WorkspaceError, training_snapshot
 from medviewer.workspace.store import DB_NAME
 
 
-@dataclasses.dataclass(frozen=True)
-class Job:
-    workspace: str
-    model: str
-    run_dir: str | None = None
-    val_fraction: float = 0.2
-    auto_activate: bool = False
-    train: TrainConfig = TrainConfig()
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Job:
-        """Checked values from a job file's JSON; unknown keys are left to their owners."""
-        if not isinstance(data, dict):
-            raise TrainingError("a job file holds a JSON object")
-        for key in ("workspace", "model"):
-            if not isinstance(data.get(key), str) or not data[key]:
-                raise TrainingError(f"the job file needs {key!r} (a non-empty string)")
-        fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-        given = {}
-        for key, f in fields.items():
-            if key in data and data[key] is not None:
-                kind = type(f.default)
-                value = data[key]
-                ok = isinstance(value, kind) or (kind is float and isinstance(value, int))
-                if not ok or (kind is not bool and isinstance(value, bool)):
-                    what = {int: "a whole number", float: "a number", bool: "true or false"}
-                    raise TrainingError(f"job {key} must be {what.get(kind, kind)}, got {value!r}")
-                given[key] = kind(value)
-        val_fraction = data.get("val_fraction", 0.2)
-        if not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
-            raise TrainingError(f"job val_fraction must be between 0 and 1, got {val_fraction!r}")
-        train = TrainConfig(**given)
-        train.check()
-        return cls(
-            data["workspace"],
-            data["model"],
-            data.get("run_dir"),
-            float(val_fraction),
-            bool(data.get("auto_activate", False)),
-            train,
-        )
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN: non-finite numbers become null (nested too)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def print_event(event: dict[str, Any]) -> None:
-    print(json.dumps(_finite(event)), flush=True)
+def print_event(event: Event) -> None:
+    print(event.to_json(), flush=True)
 
 
 def run_job(
-    job: Job,
+    job: JobRequest,
     emit: Emit = print_event,
     dist: Dist | None = None,
     after_epoch: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
+) -> Done | None:
     """Snapshot -> split -> train -> compare with the active version -> register a version.
 
-    Returns the "done" event (also emitted). A run_dir that already holds a registered result
-    returns it again instead of training twice."""
+    Returns the Done event (also emitted; None on ranks other than 0). A run_dir that already
+    holds a registered result returns it again instead of training twice."""
     dist = dist or Dist()
     run_dir = Path(job.run_dir) if job.run_dir else None
-    if run_dir is not None and (run_dir / "result.json").is_file():
-        done = json.loads((run_dir / "result.json").read_text())
+    done = read_result(run_dir) if run_dir is not None else None
+    if done is not None:
         emit(done)
         return done
     if not (Path(job.workspace) / DB_NAME).is_file():
@@ -125,43 +72,42 @@ def run_job(
         split, train, val, manifest = _data(ws, job, spec, run_dir, dist.main, from_version)
         device = device_for(job.train.device, dist)
         emit(
-            {
-                "event": "start",
-                "epochs": job.train.epochs,
-                "train_images": len(train),
-                "val_images": len(val),
-                "negatives": int(train.negative.sum() + val.negative.sum()),
-                "device": str(device),
-                "model": job.model,
-                "trained_from": from_version,
-                "world_size": dist.world,
-                "skipped": len(manifest["skipped"]),
-            }
+            Start(
+                epochs=job.train.epochs,
+                train_images=len(train),
+                val_images=len(val),
+                negatives=int(train.negative.sum() + val.negative.sum()),
+                device=str(device),
+                model=job.model,
+                trained_from=from_version,
+                world_size=dist.world,
+                skipped=len(manifest["skipped"]),
+            )
         )
         kw = {"emit": emit, "run_dir": run_dir, "dist": dist, "after_epoch": after_epoch}
         result = fit(model, spec, train, val, job.train, **kw)
         if not dist.main:
-            return {}
+            return None
         model.load_state_dict(result.state)
         done = _compare_and_register(ws, job, model, spec, result, split, val, manifest, device)
     if run_dir is not None:
-        _write_json(run_dir / "result.json", done)
+        write_result(run_dir, done)
     emit(done)
     return done
 
 
 def _data(
-    ws: Workspace, job: Job, spec: Any, run_dir: Path | None, main: bool, from_version: str
+    ws: Workspace, job: JobRequest, spec: Any, run_dir: Path | None, main: bool, from_version: str
 ) -> tuple:
     """The split and prepared arrays; on resume, exactly the revisions the run started with."""
-    saved = run_dir / "manifest.json" if run_dir else None
+    saved = run_dir / MANIFEST if run_dir else None
     names = {m.name for m in ws.models.list()}
     if saved is not None and saved.is_file():
         manifest = json.loads(saved.read_text())
         items = items_from_manifest(ws, manifest)
     else:
         snapshot = training_snapshot(ws)
-        items = snapshot.for_model(job.model, names)
+        items = snapshot.for_model(spec, names)
         manifest = snapshot.manifest(items)
     if not items:
         others = "" if len(names) < 2 else (
@@ -183,14 +129,14 @@ def _data(
     }  # fmt: skip
     if run_dir is not None and main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(run_dir / "manifest.json", manifest)
+        atomic_write_json(run_dir / MANIFEST, manifest)
     return split, train, val, manifest
 
 
 def _compare_and_register(
-    ws: Any, job: Job, model: Any, spec: Any, result: Any, split: Any, val: Any,
+    ws: Any, job: JobRequest, model: Any, spec: Any, result: Any, split: Any, val: Any,
     manifest: dict, device: Any,
-) -> dict[str, Any]:  # fmt: skip
+) -> Done:  # fmt: skip
     """Judge the version the clinician uses now on the same held-out images, register the new
     one, and activate it only when asked and it is better."""
     active_metrics, active_version = None, None
@@ -203,7 +149,7 @@ def _compare_and_register(
         "validation": result.metrics,
         "compared_with": {"version": active_version, "validation": active_metrics},
         "manifest": {
-            "file": "manifest.json",
+            "file": MANIFEST,
             "last_revision_id": manifest.get("last_revision_id"),
             "train_images": len(split.train),
             "val_images": len(split.val),
@@ -217,55 +163,33 @@ def _compare_and_register(
             "history": result.history,
         },
     }
-    mv = register(ws, spec, model, _finite(metrics), manifest)
     activated = bool(job.auto_activate and better)
-    if activated:
-        ws.models.activate(spec.name, mv.version)
-    return _finite(
-        {
-            "event": "done",
-            "version": mv.version,
-            "metrics": result.metrics,
-            "active_metrics": active_metrics,
-            "active_version": active_version,
-            "better": better,
-            "activated": activated,
-        }
+    mv = register_version(ws, spec, model, finite(metrics), manifest=manifest, activate=activated)
+    return Done(
+        version=mv.version,
+        metrics=result.metrics,
+        active_metrics=active_metrics,
+        active_version=active_version,
+        better=better,
+        activated=activated,
     )
 
 
-def register(ws: Any, spec: Any, model: Any, metrics: dict, manifest: dict) -> Any:
-    """A new version folder (weights, spec, metrics, manifest) registered, not yet active."""
-    version = next_version(ws, spec.name)
-    folder = version_dir(ws, spec.name, version)
-    save_checkpoint(folder, model, spec, metrics)
-    _write_json(folder / "manifest.json", manifest)
-    try:
-        return ws.models.register(
-            spec.name, version, path=str(folder), spec=spec.to_dict(), metrics=metrics
-        )
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
-def _distributed() -> Dist:
-    """Join the torchrun group when started by torchrun (WORLD_SIZE > 1)."""
+def _distributed(preference: str = "auto") -> Dist:
+    """Join the torchrun group when started by torchrun (WORLD_SIZE > 1): nccl with one GPU per
+    rank (its LOCAL_RANK) when the job's device is a GPU, gloo on the CPU when it is the CPU,
+    whether or not the machine has GPUs. More ranks on this machine than GPUs is refused (by
+    `device_for`, with both counts) before anything joins the group."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    gpu = torch.cuda.is_available()
-    if gpu:
-        torch.cuda.set_device(local)
-    torch.distributed.init_process_group("nccl" if gpu else "gloo")
-    return Dist(rank, world, local)
+    dist = Dist(rank, world, local)
+    device = device_for(preference, dist, int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist
 
 
 def main(argv: list[str] | None = None, emit: Emit | None = None) -> int:
@@ -277,17 +201,11 @@ def main(argv: list[str] | None = None, emit: Emit | None = None) -> int:
     try:
         if len(argv) != 1:
             raise TrainingError("usage: python -m medviewer.training JOB.json")
-        try:
-            data = json.loads(Path(argv[0]).read_text())
-        except OSError as e:
-            raise TrainingError(f"{argv[0]}: cannot read the job file: {e.strerror}") from e
-        except json.JSONDecodeError as e:
-            raise TrainingError(f"{argv[0]}: not valid JSON: {e.msg} at line {e.lineno}") from e
-        job = Job.from_dict(data)
-        run_job(job, emit, _distributed())
+        job = JobRequest.read(argv[0])
+        run_job(job, emit, _distributed(job.train.device))
         return 0
     except Exception as e:  # noqa: BLE001 - every failure ends as one error event
-        emit({"event": "error", "message": _message(e), "seconds": time.time() - started})
+        emit(Error(message=_message(e), seconds=time.time() - started))
         if not _is_human(e):
             traceback.print_exc()  # a bug: the trace goes to stderr, the event to stdout
         return 1

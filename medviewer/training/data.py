@@ -20,14 +20,11 @@ from medviewer.imaging import ImageLoader, ImageLoadError
 from medviewer.inference.errors import InferenceError
 from medviewer.inference.preprocess import normalise, resize_to, to_channels
 from medviewer.models.spec import ModelSpec
+from medviewer.training.errors import TrainingError
 from medviewer.workspace.snapshot import TrainingItem
 
 if TYPE_CHECKING:
     from medviewer.workspace import Workspace
-
-
-class TrainingError(Exception):
-    """A problem the user can fix (no confirmed data, no active model, a full disk)."""
 
 
 # -- split -----------------------------------------------------------------------------------

@@ -6,15 +6,14 @@ The trainer's stdout goes to `jobs/<id>/stdout.log` and a reader thread per job 
 rather than a pipe means the training outlives an app that crashes or closes without cancelling
 it: the next JobManager on the workspace finds it still running and follows it again.
 
-Listeners `on_event(job_id, event)` are called on the reader thread with every JSON event the
-trainer prints (start, batch, epoch, done, error), in order, and last with one
-{"event": "ended", "state", "message"} once the job's final state is saved. No Qt here: the GUI
-bridges these calls to signals.
+Listeners `on_event(job_id, event)` are called on the reader thread with every event the trainer
+prints (the types of `medviewer.training.protocol`: Start, Batch, Epoch, Done, Error), in order,
+and last with one Ended once the job's final state is saved. No Qt here: the GUI bridges these
+calls to signals.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -35,30 +34,29 @@ from medviewer.processes import (
     python_module,
     signal_tree,
 )
+from medviewer.training.errors import TrainingError
+from medviewer.training.protocol import (
+    JOB_FILE,
+    Batch,
+    Done,
+    Ended,
+    Epoch,
+    Error,
+    Event,
+    JobRequest,
+    Start,
+    parse_event,
+    read_result,
+)
 from medviewer.workspace.errors import WorkspaceError
-from medviewer.workspace.jobs import Job
+from medviewer.workspace.jobs import JobRecord
 
 if TYPE_CHECKING:
     from medviewer.workspace.store import Workspace
 
-Listener = Callable[[int, dict[str, Any]], None]
+Listener = Callable[[int, Event], None]
 KIND = "training"
-JOB_FILE, STDOUT, STDERR, RESULT = "job.json", "stdout.log", "stderr.log", "result.json"
-OPTIONS = (
-    "epochs",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "device",
-    "seed",
-    "freeze_encoder_epochs",
-    "loss",
-    "class_weights",
-    "val_fraction",
-    "patience",
-    "auto_activate",
-    "augment",
-)
+STDOUT, STDERR = "stdout.log", "stderr.log"
 TRAINER = tuple(python_module("medviewer.training"))
 OUT_OF_MEMORY = "training ran out of memory; try a smaller batch size"
 APP_DIED = "the app closed or crashed while it ran"
@@ -85,9 +83,9 @@ class _Run:
     reader: threading.Thread | None = None
     ended: threading.Event = field(default_factory=threading.Event)
     lines: deque = field(default_factory=lambda: deque(maxlen=200))  # non-JSON output
-    start: dict[str, Any] | None = None
-    done: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+    start: Start | None = None
+    done: Done | None = None
+    error: Error | None = None
 
 
 class JobManager:
@@ -123,13 +121,14 @@ class JobManager:
     def folder(self, job_id: int) -> Path:
         return self.ws.root.resolve() / "jobs" / str(job_id)
 
-    def start(self, model: str, **options: Any) -> Job:
-        """Write the job file and start the trainer on it; one job per model at a time."""
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise JobError(
-                f"unknown training option(s) {', '.join(unknown)}; valid: " + ", ".join(OPTIONS)
-            )
+    def start(self, model: str, **options: Any) -> JobRecord:
+        """Write the job file and start the trainer on it; one job per model at a time.
+        `options` are those of `JobRequest` (see protocol.OPTIONS), checked before anything
+        starts."""
+        try:
+            JobRequest.create(self.ws.root, model, **options)
+        except TrainingError as e:
+            raise JobError(str(e)) from e
         if self._closing.is_set():
             raise JobError("this job manager is closed; open the workspace's jobs again")
         with self._lock:
@@ -143,22 +142,15 @@ class JobManager:
             folder = self.folder(job.id)
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                spec = {
-                    "workspace": str(self.ws.root.resolve()),
-                    "model": model,
-                    **options,
-                    "run_dir": str(folder.resolve()),
-                }
-                tmp = folder / (JOB_FILE + ".tmp")
-                tmp.write_text(json.dumps(spec, indent=1))
-                os.replace(tmp, folder / JOB_FILE)
+                request = JobRequest.create(self.ws.root.resolve(), model, folder, **options)
+                request.write(folder / JOB_FILE)
                 return self._launch(job.id, model, folder, offset=0)
             except OSError as e:
                 message = f"{folder}: cannot start the training: {e.strerror or e}"
                 self.ws.jobs.update(job.id, state="failed", message=message)
                 raise JobError(message) from e
 
-    def resume(self, job_id: int) -> Job:
+    def resume(self, job_id: int) -> JobRecord:
         """Start a failed or cancelled job again on its run folder; the trainer carries on from
         the last epoch it saved there."""
         with self._lock:
@@ -196,17 +188,17 @@ class JobManager:
             )
             run.killer.start()
 
-    def wait(self, job_id: int, timeout: float | None = None) -> Job:
+    def wait(self, job_id: int, timeout: float | None = None) -> JobRecord:
         """Block until the job has ended (TimeoutError after `timeout` seconds)."""
         run = self._runs.get(job_id)
         if run is not None and not run.ended.wait(timeout):
             raise TimeoutError(f"job {job_id} still running after {timeout} s")
         return self.ws.jobs.get(job_id)
 
-    def get(self, job_id: int) -> Job:
+    def get(self, job_id: int) -> JobRecord:
         return self.ws.jobs.get(job_id)
 
-    def jobs(self, model: str | None = None) -> list[Job]:
+    def jobs(self, model: str | None = None) -> list[JobRecord]:
         """Training jobs, oldest first."""
         return [
             j
@@ -214,14 +206,14 @@ class JobManager:
             if j.kind == KIND and (model is None or j.model_name == model)
         ]
 
-    def events(self, job_id: int) -> list[dict[str, Any]]:
+    def events(self, job_id: int) -> list[Event]:
         """Every JSON event the job printed, read back from its log (e.g. to redraw the loss
         curve of a job that ran before a restart)."""
         path = self.folder(job_id) / STDOUT
         if not path.exists():
             return []
         with open(path, encoding="utf-8", errors="replace") as fp:
-            return [e for e in map(_event, fp) if e is not None]
+            return [e for e in map(parse_event, fp) if e is not None]
 
     def output(self, job_id: int) -> list[str]:
         """The latest lines the trainer printed that are not events (warnings, prints)."""
@@ -245,7 +237,7 @@ class JobManager:
             if run.reader is not None:
                 run.reader.join(1.0)
 
-    def recover(self) -> list[Job]:
+    def recover(self) -> list[JobRecord]:
         """Settle jobs a previous app left "running": follow those still alive, mark the rest
         finished (their run folder holds a result) or failed."""
         settled = []
@@ -256,11 +248,11 @@ class JobManager:
             if job.state == "running" and job.pid and is_our_job(job.pid, folder / JOB_FILE):
                 self._follow(_Run(job.id, job.model_name or "", folder, job.pid, None))
                 continue
-            result = _read_json(folder / RESULT)
+            result = read_result(folder)
             if result is not None:
                 settled.append(
                     self.ws.jobs.update(
-                        job.id, state="finished", progress=result, message=_done_message(result)
+                        job.id, state="finished", progress=result.to_dict(), message=result.message
                     )
                 )
             else:
@@ -269,7 +261,7 @@ class JobManager:
 
     # -- processes ---------------------------------------------------------------------
 
-    def _launch(self, job_id: int, model: str, folder: Path, offset: int) -> Job:
+    def _launch(self, job_id: int, model: str, folder: Path, offset: int) -> JobRecord:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(folder / STDOUT, "ab") as out, open(folder / STDERR, "wb") as err:
             proc = subprocess.Popen(
@@ -329,7 +321,7 @@ class JobManager:
         state, message, progress = self._outcome(run)
         self._save(run.job_id, state=state, message=message, progress=progress)
         run.ended.set()
-        self._tell(run.job_id, {"event": "ended", "state": state, "message": message})
+        self._tell(run.job_id, Ended(state=state, message=message))
 
     def _tail(self, run: _Run) -> None:
         """Follow stdout.log until the process has exited and every line is handled."""
@@ -346,13 +338,13 @@ class JobManager:
                     lines.append(buffer)
                 for raw in lines:
                     line = raw.decode("utf-8", "replace").strip()
-                    event = _event(line)
+                    event = parse_event(line)
                     if event is None:
                         if line:
                             run.lines.append(line)
                         continue
                     pending = self._progress(run, event) or pending
-                    if pending is not None and event["event"] != "batch":
+                    if pending is not None and not isinstance(event, Batch):
                         last_write, pending = self._flush(run, pending)
                     self._tell(run.job_id, event)
                 if pending is not None and time.monotonic() - last_write >= self.throttle:
@@ -366,44 +358,43 @@ class JobManager:
         self._save(run.job_id, **fields)
         return time.monotonic(), None
 
-    def _progress(self, run: _Run, event: dict[str, Any]) -> dict[str, Any] | None:
+    def _progress(self, run: _Run, event: Event) -> dict[str, Any] | None:
         """What of this event goes into ws.jobs (None: nothing)."""
-        kind = event["event"]
-        if kind == "start":
+        if isinstance(event, Start):
             run.start = event
-            return {"progress": event, "message": "training started"}
-        if kind in ("batch", "epoch"):
-            epochs = (run.start or {}).get("epochs")
-            progress = {"epochs": epochs, **event} if epochs else event
-            if kind == "batch":
-                return {"progress": progress}
+            return {"progress": event.to_dict(), "message": "training started"}
+        if isinstance(event, Batch):
+            epochs = run.start.epochs if run.start else None
+            return {"progress": {"epochs": epochs, **event.to_dict()}}
+        if isinstance(event, Epoch):
             return {
-                "progress": progress,
-                "message": f"epoch {event.get('epoch')} of {event.get('epochs', epochs)}",
+                "progress": event.to_dict(),
+                "message": f"epoch {event.epoch} of {event.epochs}",
             }
-        if kind == "done":
+        if isinstance(event, Done):
             run.done = event
-        elif kind == "error":
+        elif isinstance(event, Error):
             run.error = event
         return None
 
     def _outcome(self, run: _Run) -> tuple[str, str, dict[str, Any] | None]:
         code = run.proc.returncode if run.proc is not None else None
         if run.done is not None and code in (0, None) and not run.error:
-            return "finished", _done_message(run.done), run.done
+            return "finished", run.done.message, run.done.to_dict()
         if run.cancelled:
             return "cancelled", "cancelled", None
         stderr = _tail(run.folder / STDERR)
-        said = (run.error or {}).get("message") or ""
+        said = run.error.message if run.error else ""
+        error = run.error.to_dict() if run.error else None
         sigkill = -getattr(signal, "SIGKILL", 9)
         if code == sigkill or any(s in (said + stderr).lower() for s in _OOM_SIGNS):
-            return "failed", OUT_OF_MEMORY, run.error
+            return "failed", OUT_OF_MEMORY, error
         if said:
-            return "failed", str(said), run.error
+            return "failed", str(said), error
         if code is None:  # adopted after a restart: no exit code to read
-            result = _read_json(run.folder / RESULT)
+            result = read_result(run.folder)
             if result is not None:
-                return "finished", _done_message(result), result
+                return "finished", result.message, result.to_dict()
             return "failed", APP_DIED + (f": {_last_lines(stderr)}" if stderr else ""), None
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         if code == 0:
@@ -417,7 +408,7 @@ class JobManager:
         except (WorkspaceError, sqlite3.Error) as e:  # a busy disk must not stop the reader
             log.warning("job %s: could not record progress: %s", job_id, e)
 
-    def _tell(self, job_id: int, event: dict[str, Any]) -> None:
+    def _tell(self, job_id: int, event: Event) -> None:
         for listener in list(self._listeners):
             try:
                 listener(job_id, event)
@@ -426,30 +417,6 @@ class JobManager:
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def _event(line: str) -> dict[str, Any] | None:
-    line = line.strip()
-    if not line.startswith("{"):
-        return None
-    try:
-        event = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return event if isinstance(event, dict) and isinstance(event.get("event"), str) else None
-
-
-def _done_message(done: dict[str, Any]) -> str:
-    version = done.get("version", "?")
-    return f"version {version} registered" + (" and activated" if done.get("activated") else "")
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _tail(path: Path, size: int = 16384) -> str:

@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medviewer.models.spec import ModelSpec
-
-LOSSES = ("dice+ce", "dice+focal", "ce")
+from medviewer.training.protocol import LOSSES
 
 
 def class_weights(

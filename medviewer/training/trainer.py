@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -23,35 +22,16 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from medviewer.atomic import atomic_write
 from medviewer.inference.device import pick_device
 from medviewer.models.registry import MedModel
 from medviewer.models.spec import ModelSpec
 from medviewer.training.data import Prepared, TrainingError, TrainingSet
-from medviewer.training.losses import LOSSES, build_criterion
-from medviewer.training.metrics import evaluate
+from medviewer.training.losses import build_criterion
+from medviewer.training.metrics import evaluate, training_autocast
+from medviewer.training.protocol import Batch, Epoch, Event, TrainConfig
 
-Emit = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    device: str = "auto"
-    seed: int = 0
-    freeze_encoder_epochs: int = 0
-    loss: str = "dice+ce"
-    class_weights: bool = True
-    patience: int = 5  # epochs without a better validation metric; 0 never stops early
-    augment: bool = True
-
-    def check(self) -> None:
-        if self.loss not in LOSSES:
-            raise TrainingError(f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}")
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise TrainingError("epochs and batch_size must be at least 1 and lr above 0")
+Emit = Callable[[Event], None]
 
 
 @dataclass(frozen=True)
@@ -83,24 +63,36 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def device_for(preference: str, dist: Dist) -> torch.device:
+def device_for(preference: str, dist: Dist, local_world: int | None = None) -> torch.device:
+    """This process's device. Under DDP one CUDA GPU per rank, the one its LOCAL_RANK numbers
+    (never cuda:1 on a one-GPU machine: more ranks on a machine than GPUs is refused, naming
+    both counts), or the CPU (gloo) when asked or when there is no GPU. `local_world`: how many
+    ranks run on this machine (torchrun's LOCAL_WORLD_SIZE), for the message."""
+    if dist.world > 1 and preference == "auto" and not torch.cuda.is_available():
+        return torch.device("cpu")  # DDP runs on CUDA GPUs or on the CPU, not on MPS
     device = pick_device(preference)
-    if device.type == "cuda" and dist.world > 1:
-        return torch.device("cuda", dist.local_rank)
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if dist.world > 1:
+            ranks = max(local_world or 0, dist.local_rank + 1)
+            if ranks > count:
+                raise TrainingError(
+                    f"{ranks} training processes on this machine but {count} CUDA GPU"
+                    f"{'s' if count != 1 else ''}: distributed training uses one GPU per process; "
+                    f"start at most {count} (torchrun --nproc_per_node={count}) or train on the "
+                    "CPU (device cpu)"
+                )
+            return torch.device("cuda", dist.local_rank)
+        if device.index is not None and device.index >= count:
+            raise TrainingError(f"device {device} asked for, but this machine has {count} GPU(s)")
+    elif dist.world > 1 and device.type != "cpu":
+        raise TrainingError(f"distributed training runs on CUDA GPUs or the CPU, not {device}")
     return device
 
 
 # -- checkpoints -----------------------------------------------------------------------------
 
 _LATEST = "latest.json"
-
-
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    with open(tmp, "rb") as fp:
-        os.fsync(fp.fileno())
-    os.replace(tmp, path)
 
 
 def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -114,11 +106,12 @@ def save_run_checkpoint(
     then older folders go: a kill at any moment leaves one complete checkpoint."""
     target = folder / f"epoch-{epoch:04d}"
     target.mkdir(parents=True, exist_ok=True)
-    _atomic(target / "model.safetensors", lambda p: save_file(_cpu(model.state_dict()), str(p)))
-    _atomic(target / "best.safetensors", lambda p: save_file(best, str(p)))
-    _atomic(target / "state.pt", lambda p: torch.save(extra, p))
-    _atomic(target / "meta.json", lambda p: p.write_text(json.dumps(meta)))
-    _atomic(folder / _LATEST, lambda p: p.write_text(json.dumps({"folder": target.name})))
+    weights = _cpu(model.state_dict())
+    atomic_write(target / "model.safetensors", lambda p: save_file(weights, str(p)))
+    atomic_write(target / "best.safetensors", lambda p: save_file(best, str(p)))
+    atomic_write(target / "state.pt", lambda p: torch.save(extra, p))
+    atomic_write(target / "meta.json", lambda p: p.write_text(json.dumps(meta)))
+    atomic_write(folder / _LATEST, lambda p: p.write_text(json.dumps({"folder": target.name})))
     for old in folder.glob("epoch-*"):
         if old != target:
             shutil.rmtree(old, ignore_errors=True)
@@ -193,6 +186,10 @@ class _Run:
         # channels_last, as inference runs: oneDNN's CPU convolutions and tensor cores are
         # faster on it (~8% a step for a ResNet-18 U-Net at 128x128 on the CPU).
         model.to(self.device, memory_format=torch.channels_last)
+        # bf16 where the GPU has it (autocast_dtype decides), fp32 on the CPU.
+        self.amp = training_autocast(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels
         masks, labels = train.masks[train.has_mask], (train.labels, train.label_known)
         self.criterion = build_criterion(spec, cfg.loss, masks, labels, cfg.class_weights)
         self.criterion.to(self.device)
@@ -211,7 +208,8 @@ class _Run:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, [lambda s: 0.0 if s < frozen else cosine(s), cosine]
         )
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
+        # Loss scaling only for fp16, whose range is narrow; bf16 has fp32's range.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.net: nn.Module = model
         if dist.world > 1:
             ids_ = [self.device.index] if self.device.type == "cuda" else None
@@ -245,7 +243,8 @@ class _Run:
         extra = torch.load(folder / "state.pt", map_location=device, weights_only=True)
         self.opt.load_state_dict(extra["optimizer"])
         self.sched.load_state_dict(extra["scheduler"])
-        self.scaler.load_state_dict(extra["scaler"])
+        if extra["scaler"]:  # empty when saved by a run without loss scaling
+            self.scaler.load_state_dict(extra["scaler"])
         self.meta = meta
 
     def _epoch(self, epoch: int) -> None:
@@ -266,11 +265,11 @@ class _Run:
             meta["bad_epochs"] += 1
         meta["stopped"] = cfg.patience > 0 and meta["bad_epochs"] >= cfg.patience
         meta["epoch"] = epoch
-        record = {"event": "epoch", "epoch": epoch + 1, "epochs": cfg.epochs,
-                  "train_loss": train_loss, "val_loss": metrics.get("loss"),
-                  "val_metric": metrics.get("score"), "metrics": metrics,
-                  "seconds": time.perf_counter() - t0}  # fmt: skip
-        meta["history"].append({k: v for k, v in record.items() if k not in ("event", "metrics")})
+        record = Epoch(epoch + 1, cfg.epochs, train_loss, metrics.get("loss"),
+                       metrics.get("score"), time.perf_counter() - t0, metrics)  # fmt: skip
+        meta["history"].append(
+            {k: v for k, v in record.to_dict().items() if k not in ("event", "metrics")}
+        )
         if self.run_dir is not None and self.dist.main:
             extra = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                      "scaler": self.scaler.state_dict()}  # fmt: skip
@@ -291,7 +290,7 @@ class _Run:
         for step, idx in enumerate(_batches(list(self.sampler), self.cfg.batch_size), 1):
             batch = {k: v.to(device) for k, v in self.train_set.batch(idx).items()}
             x = batch["image"].contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", enabled=device.type == "cuda"):
+            with torch.autocast(device.type, dtype=self.amp, enabled=self.amp is not None):
                 out = self.net(x)
             loss = self.criterion(out, batch)
             value = loss.item()
@@ -309,8 +308,7 @@ class _Run:
             now = time.perf_counter()
             if step == self.steps or now - last_emit > 0.25:  # a live plot, not a flood
                 last_emit = now
-                self.emit({"event": "batch", "epoch": epoch + 1, "step": step,
-                           "steps": self.steps, "loss": value})  # fmt: skip
+                self.emit(Batch(epoch + 1, step, self.steps, value))
         return total / self.steps
 
 

@@ -14,7 +14,7 @@ STATES = ("queued", "running", "finished", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
-class Job:
+class JobRecord:
     id: int
     kind: str
     model_name: str | None
@@ -29,15 +29,15 @@ class Job:
 _COLUMNS = "id, kind, model_name, state, created_at, updated_at, pid, progress, message"
 
 
-def _job(r: tuple) -> Job:
-    return Job(*r[:7], progress=json.loads(r[7]), message=r[8])
+def _job(r: tuple) -> JobRecord:
+    return JobRecord(*r[:7], progress=json.loads(r[7]), message=r[8])
 
 
 class Jobs:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
 
-    def create(self, kind: str, model_name: str | None = None) -> Job:
+    def create(self, kind: str, model_name: str | None = None) -> JobRecord:
         now = time.time()
         with self.ws.transaction(f"record a {kind} job") as db:
             cur = db.execute(
@@ -56,7 +56,7 @@ class Jobs:
         pid: int | None = None,
         progress: dict[str, Any] | None = None,
         message: str | None = None,
-    ) -> Job:
+    ) -> JobRecord:
         if state is not None and state not in STATES:
             raise ValueError(f"unknown job state {state!r}; valid: {', '.join(STATES)}")
         sets, args = ["updated_at = ?"], [time.time()]
@@ -71,13 +71,13 @@ class Jobs:
             db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*args, job_id))
         return self.get(job_id)
 
-    def get(self, job_id: int) -> Job:
+    def get(self, job_id: int) -> JobRecord:
         r = self.ws.db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if r is None:
             raise KeyError(f"no job {job_id}")
         return _job(r)
 
-    def list(self, state: str | None = None) -> list[Job]:
+    def list(self, state: str | None = None) -> list[JobRecord]:
         rows = self.ws.db.execute(
             f"SELECT {_COLUMNS} FROM jobs" + (" WHERE state = ?" if state else "") + " ORDER BY id",
             (state,) if state else (),

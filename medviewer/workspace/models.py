@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,9 +40,26 @@ def _model(r: tuple) -> ModelVersion:
     )
 
 
+Activated = Callable[[ModelVersion], None]
+
+
 class ModelVersions:
+    """The one owner of model versions' rows and of activation.
+
+    `activate` (and `rollback`, through it) is the only place a version becomes active; it then
+    calls every `on_activated` listener of this process. Other processes (a training job that
+    activates, the CLI) change the same rows: the app notices them with `active_versions`.
+    """
+
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
+        self._listeners: list[Activated] = []
+
+    def on_activated(self, listener: Activated) -> Callable[[], None]:
+        """Call `listener(version)` after each activation in this process; returns a function
+        that removes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     def register(
         self,
@@ -101,7 +119,15 @@ class ModelVersions:
                 "UPDATE models SET active = 1, activated_at = ? WHERE name = ? AND version = ?",
                 (time.time(), name, version),
             )
-        return self.get(name, version)
+        activated = self.get(name, version)
+        for listener in list(self._listeners):
+            listener(activated)
+        return activated
+
+    def active_versions(self) -> dict[str, str]:
+        """Model name -> its active version, in one cheap query (the app polls this)."""
+        rows = self.ws.db.execute("SELECT name, version FROM models WHERE active = 1")
+        return dict(rows.fetchall())
 
     def rollback(self, name: str) -> ModelVersion:
         """Re-activate the version that was active before the current one."""

@@ -74,3 +74,23 @@ def test_activating_another_version_reruns(with_model, qtbot) -> None:  # noqa: 
     versions = {r.model_version for r in window.ws.revisions.history(image) if r.source == "ai"}
     assert versions == {"v1", "v2"}  # the old proposal stays in the history
     assert np.array_equal(window.review.state.proposal.shape, (64, 80))
+
+
+def test_activation_elsewhere_reloads_the_runner(with_model, qtbot) -> None:  # noqa: ANN001
+    """A training job that activates its version, or `medviewer models activate`, changes the
+    workspace from another process (here: another connection); the app follows within seconds
+    even though its Retrain dialog was closed with Esc."""
+    from medviewer.workspace import Workspace
+
+    window = with_model
+    add_model(window.ws, SPEC, None, activate=False)  # v2
+    with Workspace.open(window.ws.root) as other:
+        other.models.activate("tiny", "v2")
+    qtbot.waitUntil(lambda: window.host.runner.models.get("tiny") == "v2", timeout=30_000)
+    qtbot.waitUntil(
+        lambda: (
+            window.review.state.proposal_revision is not None
+            and window.review.state.proposal_revision.model_version == "v2"
+        ),
+        timeout=60_000,
+    )

@@ -36,7 +36,7 @@ def test_edit_is_saved_on_navigation_and_back(window, qtbot) -> None:  # noqa: A
     qtbot.keyClick(window, Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier)
     qtbot.waitUntil(lambda: window.review.state.image.id == first, timeout=10_000)
     assert np.array_equal(_mask(window), painted)
-    final = window.ws.revisions.final(first)
+    final = window.ws.revisions.confirmed(first).revision
     assert final is not None and final.author == "dr.test"
     assert np.array_equal(window.ws.revisions.read_mask(final), painted)
 
@@ -44,7 +44,7 @@ def test_edit_is_saved_on_navigation_and_back(window, qtbot) -> None:  # noqa: A
 def test_autosave_after_a_pause(window, qtbot) -> None:  # noqa: ANN001
     image = window.review.state.image.id
     drag(window, [(5, 50), (30, 50)])
-    qtbot.waitUntil(lambda: window.ws.revisions.final(image) is not None, timeout=5_000)
+    qtbot.waitUntil(lambda: window.ws.revisions.confirmed(image) is not None, timeout=5_000)
     qtbot.waitUntil(lambda: not window.review.session.dirty, timeout=5_000)
     assert "saved" in window.save_label.text()
 
@@ -53,7 +53,7 @@ def test_ctrl_s_saves_at_once(window, qtbot) -> None:  # noqa: ANN001
     image = window.review.state.image.id
     drag(window, [(5, 50), (30, 50)])
     qtbot.keyClick(window, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
-    qtbot.waitUntil(lambda: window.ws.revisions.final(image) is not None, timeout=2_000)
+    qtbot.waitUntil(lambda: window.ws.revisions.confirmed(image) is not None, timeout=2_000)
 
 
 def test_approve_and_reject_keys(window, qtbot) -> None:  # noqa: ANN001

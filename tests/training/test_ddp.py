@@ -1,5 +1,9 @@
 """The trainer under torchrun: two CPU processes (gloo) train one model, only rank 0 prints and
-registers the new version."""
+registers the new version.
+
+Both tests ask for the CPU explicitly (device "cpu"): on a machine with one GPU, two ranks must
+still run, on the CPU, and never look for a second GPU (issue 11). tests/gpu/ checks that asking
+for more ranks than GPUs is refused."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import pytest
 
 from medviewer.models.spec import ModelSpec
 from medviewer.models.versions import add_model
+from medviewer.training.protocol import Batch, Event
 from medviewer.workspace import Workspace
 from tests.imaging.helpers import write_ct_slice
 
@@ -85,7 +90,7 @@ def test_torchrun_with_two_cpu_processes_registers_one_version(tmp_path: Path):
         "epochs": 1,
         "batch_size": 2,
         "lr": 1e-3,
-        "device": "cpu",
+        "device": "cpu",  # explicitly: gloo on the CPU even where there is a GPU
         "seed": 0,
         "freeze_encoder_epochs": 0,
         "loss": "dice+ce",
@@ -162,13 +167,14 @@ def test_cancelling_a_torchrun_job_ends_every_rank(
     ]
     first_batch = threading.Event()
 
-    def heard(job_id: int, event: dict) -> None:
-        if event["event"] == "batch":
+    def heard(job_id: int, event: Event) -> None:
+        if isinstance(event, Batch):
             first_batch.set()
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     with Workspace.open(ws_dir) as ws:
         jobs = JobManager(ws, command=torchrun, on_event=heard, grace=10)
+        # device="cpu" explicitly: gloo on the CPU even where there is a GPU.
         job = jobs.start("lesion", epochs=100, batch_size=2, device="cpu", augment=False)
         job_file = str(jobs.folder(job.id) / "job.json")
         assert first_batch.wait(60), jobs.events(job.id)

@@ -18,6 +18,7 @@ import pytest
 
 from medviewer.processes import is_our_job, pid_alive
 from medviewer.training.jobs import APP_DIED, OUT_OF_MEMORY, JobError, JobManager
+from medviewer.training.protocol import Event, JobRequest
 from medviewer.workspace import Workspace
 
 PRELUDE = """\
@@ -43,7 +44,7 @@ STUBBORN = """\
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 child = subprocess.Popen([sys.executable, "-c",
     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"])
-emit(event="child", pid=child.pid)
+print(f"child {child.pid}", flush=True)  # not an event: the manager keeps it as output
 time.sleep(60)
 """
 
@@ -65,9 +66,9 @@ class Recorder:
         self.events: list[tuple[int, dict[str, Any]]] = []
         self.seen = threading.Condition()
 
-    def __call__(self, job_id: int, event: dict[str, Any]) -> None:
+    def __call__(self, job_id: int, event: Event) -> None:
         with self.seen:
-            self.events.append((job_id, event))
+            self.events.append((job_id, event.to_dict()))
             self.seen.notify_all()
 
     def kinds(self, job_id: int) -> list[str]:
@@ -85,15 +86,10 @@ def test_progress_reaches_listeners_in_order_and_the_job_finishes(ws: Workspace,
     jobs = JobManager(ws, command=fake(tmp_path, GOOD), on_event=heard)
     job = jobs.start("lesion", epochs=1, batch_size=2, lr=0.001)
     assert job.state == "running" and job.pid and job.kind == "training"
-    spec = json.loads((jobs.folder(job.id) / "job.json").read_text())
-    assert spec == {
-        "workspace": str(ws.root.resolve()),
-        "model": "lesion",
-        "epochs": 1,
-        "batch_size": 2,
-        "lr": 0.001,
-        "run_dir": str(jobs.folder(job.id)),
-    }
+    request = JobRequest.read(jobs.folder(job.id) / "job.json")
+    assert request == JobRequest.create(
+        ws.root.resolve(), "lesion", jobs.folder(job.id), epochs=1, batch_size=2, lr=0.001
+    )
     ended = jobs.wait(job.id, timeout=10)
     assert heard.kinds(job.id) == ["start", "batch", "batch", "batch", "epoch", "done", "ended"]
     assert [e["loss"] for _, e in heard.events if e["event"] == "batch"] == [1.0, 0.5, 1 / 3]
@@ -105,7 +101,7 @@ def test_progress_reaches_listeners_in_order_and_the_job_finishes(ws: Workspace,
     assert ended.state == "finished" and ended.message == "version v2 registered and activated"
     assert ended.progress["version"] == "v2" and ended.progress["event"] == "done"
     assert jobs.output(job.id) == ["a warning that is not JSON"]
-    assert [e["event"] for e in jobs.events(job.id)][:2] == ["start", "batch"]
+    assert [e.kind for e in jobs.events(job.id)][:2] == ["start", "batch"]
     assert [j.id for j in jobs.jobs("lesion")] == [job.id] and jobs.jobs("other") == []
     with Workspace.open(ws.root) as again:  # the record outlives the app
         assert again.jobs.get(job.id).state == "finished"
@@ -180,7 +176,10 @@ def test_cancel_kills_the_whole_tree_even_when_it_ignores_sigterm(ws: Workspace,
     heard = Recorder()
     jobs = JobManager(ws, command=fake(tmp_path, STUBBORN), on_event=heard, grace=0.5)
     job = jobs.start("lesion")
-    child = heard.wait_for("child")["pid"]
+    deadline = time.monotonic() + 10
+    while not jobs.output(job.id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(jobs.output(job.id)[0].split()[1])
     assert pid_alive(child) and pid_alive(job.pid)
     t0 = time.monotonic()
     jobs.cancel(job.id)

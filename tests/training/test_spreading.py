@@ -13,7 +13,7 @@ import torch
 
 from medviewer.models.spec import ModelSpec
 from medviewer.models.versions import add_model
-from medviewer.training.data import TrainingError
+from medviewer.training.errors import TrainingError
 from medviewer.training.spreading import propose_labels
 from medviewer.workspace import Workspace, training_snapshot
 from tests.imaging.helpers import write_ct_slice

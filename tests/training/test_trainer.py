@@ -24,8 +24,9 @@ from medviewer.inference.proposal import make_proposal
 from medviewer.models.registry import build_model
 from medviewer.models.spec import ModelSpec
 from medviewer.models.versions import add_model, load_version, version_dir
-from medviewer.training.__main__ import Job, main, run_job
+from medviewer.training.__main__ import main, run_job
 from medviewer.training.data import Prepared
+from medviewer.training.protocol import JobRequest
 from medviewer.training.trainer import TrainConfig, fit
 from medviewer.workspace import Workspace
 from tests.training.test_data import (
@@ -67,9 +68,9 @@ def job(ws_dir: Path, run_dir: Path | None = None, **changes: Any) -> dict[str, 
 
 def run(data: dict[str, Any], **kw: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     events: list[dict[str, Any]] = []
-    done = run_job(Job.from_dict(data), events.append, **kw)
+    done = run_job(JobRequest.from_dict(data), lambda e: events.append(e.to_dict()), **kw)
     json.dumps(events)  # every event is plain JSON
-    return done, events
+    return (done.to_dict() if done else None), events
 
 
 def test_run_registers_a_version_compared_with_the_active_one(project: tuple, tmp_path: Path):
@@ -108,7 +109,7 @@ def test_beside_other_models_a_model_trains_only_on_its_own_images(project: tupl
         ids = sorted(r.id for r in ws.images())
         mine = set(ids[:12])  # 4 patients' slices: their truth is imported for "lesion"
         for image_id in mine:
-            mask = ws.revisions.read_mask(ws.revisions.final(image_id))
+            mask = ws.revisions.read_mask(ws.revisions.confirmed(image_id).revision)
             ws.revisions.save_mask(image_id, mask, source="import", author="t",
                                    model=("lesion", "v1"))  # fmt: skip
     done, events = run(job(ws_dir, tmp_path / "run"))

@@ -23,6 +23,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from medviewer.models.spec import ModelSpec
+from medviewer.training.protocol import Batch, Done, Ended, Epoch, Event, Start
 from medviewer.workspace.snapshot import training_snapshot
 
 if TYPE_CHECKING:
@@ -33,9 +35,9 @@ if TYPE_CHECKING:
 class JobEvents(QObject):
     """JobManager listeners run on its reader threads; this re-emits on the GUI thread."""
 
-    sig_event = Signal(int, dict)
+    sig_event = Signal(int, object)  # job id, a medviewer.training.protocol event
 
-    def __call__(self, job_id: int, event: dict) -> None:
+    def __call__(self, job_id: int, event: Event) -> None:
         self.sig_event.emit(job_id, event)
 
 
@@ -58,7 +60,7 @@ class RetrainDialog(QDialog):
         self.ws, self.jobs = ws, jobs
         self.job_id: int | None = None
         # Not `self.done`: that would hide QDialog.done(), which accept() calls.
-        self.outcome: dict[str, Any] | None = None
+        self.outcome: Done | None = None
         self._started = 0.0
         self.model = QComboBox()
         self.model.addItems(sorted({m.name for m in ws.models.list() if m.active}))
@@ -113,7 +115,11 @@ class RetrainDialog(QDialog):
 
     def _show_data(self, name: str) -> None:
         """What the chosen model would learn from (its own task's confirmed images)."""
-        items = self._snapshot.for_model(name, self._models)
+        active = self.ws.models.active(name) if name else None
+        if active is None:
+            self.data.setText("")
+            return
+        items = self._snapshot.for_model(ModelSpec.from_dict(active.spec), self._models)
         negatives = sum(1 for i in items if i.is_negative)
         self.data.setText(
             f"{len(items) - negatives} confirmed image(s) with a finding, {negatives} "
@@ -138,39 +144,37 @@ class RetrainDialog(QDialog):
             self.jobs.cancel(self.job_id)
             self.status.setText("cancelling...")
 
-    def on_event(self, job_id: int, event: dict) -> None:
+    def on_event(self, job_id: int, event: Event) -> None:
         if job_id != self.job_id:
             return
-        kind = event.get("event")
-        if kind == "start":
+        if isinstance(event, Start):
             self.status.setText(
-                f"training on {event.get('train_images')} image(s), validating on "
-                f"{event.get('val_images')} ({event.get('device', '')})"
+                f"training on {event.train_images} image(s), validating on "
+                f"{event.val_images} ({event.device})"
             )
-        elif kind == "batch":
-            self.step_bar.setRange(0, int(event.get("steps", 1)))
-            self.step_bar.setValue(int(event.get("step", 0)))
-        elif kind == "epoch":
+        elif isinstance(event, Batch):
+            self.step_bar.setRange(0, event.steps)
+            self.step_bar.setValue(event.step)
+        elif isinstance(event, Epoch):
             self._epoch(event)
-        elif kind == "done":
+        elif isinstance(event, Done):
             self.outcome = event
             self._compare(event)
-        elif kind == "ended":
+        elif isinstance(event, Ended):
             self.cancel_button.setEnabled(False)
-            if event.get("state") != "finished":
-                self.status.setText(f"{event.get('state')}: {event.get('message', '')}")
+            if event.state != "finished":
+                self.status.setText(f"{event.state}: {event.message}")
                 self.start_button.setEnabled(True)
 
-    def _epoch(self, event: dict) -> None:
-        epoch, epochs = int(event.get("epoch", 0)), int(event.get("epochs", 1))
+    def _epoch(self, event: Epoch) -> None:
+        epoch, epochs = event.epoch, event.epochs
         self.epoch_bar.setRange(0, epochs)
         self.epoch_bar.setValue(epoch)
-        for name, key in (
-            ("train loss", "train_loss"),
-            ("val loss", "val_loss"),
-            ("val metric", "val_metric"),
+        for name, value in (
+            ("train loss", event.train_loss),
+            ("val loss", event.val_loss),
+            ("val metric", event.val_metric),
         ):
-            value = event.get(key)
             if isinstance(value, (int, float)):
                 self.history[name].append(float(value))
                 self.curves[name].setData(
@@ -181,9 +185,9 @@ class RetrainDialog(QDialog):
             left = elapsed / epoch * (epochs - epoch)
             self.eta.setText(f"epoch {epoch} of {epochs}, about {left:.0f} s left")
 
-    def _compare(self, done: dict) -> None:
-        new = flatten(done.get("metrics") or {})
-        active = flatten(done.get("active_metrics") or {})
+    def _compare(self, done: Done) -> None:
+        new = flatten(done.metrics)
+        active = flatten(done.active_metrics or {})
         names = sorted(set(new) | set(active))
         self.table.setRowCount(len(names))
         for row, name in enumerate(names):
@@ -193,9 +197,9 @@ class RetrainDialog(QDialog):
                 self.table.setItem(
                     row, col, QTableWidgetItem("" if value is None else f"{value:.3f}")
                 )
-        activated = done.get("activated")
+        activated = done.activated
         self.status.setText(
-            f"new version {done.get('version')}"
+            f"new version {done.version}"
             + (" is better and was activated" if activated else ": compare, then choose")
         )
         self.activate_button.setEnabled(not activated)
@@ -203,6 +207,7 @@ class RetrainDialog(QDialog):
 
     def activate(self) -> None:
         if self.outcome is not None:
-            self.ws.models.activate(self.model.currentText(), str(self.outcome["version"]))
-            self.status.setText(f"version {self.outcome['version']} is now active")
+            # The main window hears the activation (ws.models.on_activated) and reloads.
+            self.ws.models.activate(self.model.currentText(), self.outcome.version)
+            self.status.setText(f"version {self.outcome.version} is now active")
             self.accept()

@@ -1,0 +1,60 @@
+"""Versions have one writer (register_version) and activation one owner, which tells listeners."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medviewer.models.registry import build_model
+from medviewer.models.spec import ModelSpec
+from medviewer.models.versions import MANIFEST, register_version, version_dir
+from medviewer.workspace import Workspace
+from medviewer.workspace.errors import SaveError
+
+SPEC = ModelSpec.from_dict(
+    {
+        "name": "tiny",
+        "task": "segmentation",
+        "architecture": "Unet",
+        "encoder": "resnet18",
+        "classes": ["background", "a"],
+        "input": {"size": [64, 64]},
+    }
+)
+
+
+def test_register_writes_every_file_then_the_row(tmp_path: Path) -> None:
+    with Workspace.open(tmp_path / "ws") as ws:
+        heard = []
+        ws.models.on_activated(heard.append)
+        first = register_version(ws, SPEC, build_model(SPEC), {"validation": {"score": 0.5}})
+        assert (first.version, first.active, heard) == ("v1", False, [])
+        ws.models.activate("tiny", "v1")
+        second = register_version(
+            ws, SPEC, build_model(SPEC), {}, manifest={"items": []}, activate=True
+        )
+        assert second.active and [m.version for m in heard] == ["v1", "v2"]
+        folder = version_dir(ws, "tiny", "v2")
+        assert sorted(p.name for p in folder.iterdir()) == [
+            MANIFEST, "metrics.json", "spec.json", "weights.safetensors",
+        ]  # fmt: skip
+        assert ws.models.active_versions() == {"tiny": "v2"}
+        ws.models.rollback("tiny")  # through activate: heard too
+        assert [m.version for m in heard] == ["v1", "v2", "v1"]
+
+
+def test_a_failed_registration_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Workspace.open(tmp_path / "ws") as ws:
+
+        def full_disk(*args: object, **kwargs: object) -> None:
+            raise SaveError(f"{ws.root}: could not register: disk full")
+
+        monkeypatch.setattr(ws.models, "register", full_disk)
+        with pytest.raises(SaveError, match="disk full"):
+            register_version(ws, SPEC, build_model(SPEC), {})
+        monkeypatch.undo()
+        assert not version_dir(ws, "tiny", "v1").exists() and ws.models.list() == []
+        assert register_version(ws, SPEC, build_model(SPEC), {}).version == "v1"
