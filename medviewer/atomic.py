@@ -14,15 +14,12 @@ from typing import Any
 
 
 def fsync_dir(folder: Path) -> None:
-    """Make a rename inside `folder` durable (a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
+    """Make a rename inside `folder` durable."""
+    if os.name == "nt":
+        return  # Windows cannot open folders for fsync; its renames are durable on return
+    fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on folders; the rename itself is still atomic
     finally:
         os.close(fd)
 

@@ -43,3 +43,64 @@ def test_import_linter_contracts_hold() -> None:
     lint = Path(sys.executable).with_name("lint-imports")
     proc = subprocess.run([str(lint)], capture_output=True, text=True, cwd=PACKAGE.parent)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_imports(path: Path, modules: set[str]) -> set[str]:
+    """medviewer modules this module imports, at the top or inside functions; not those in
+    `if TYPE_CHECKING:` blocks (annotations only)."""
+    found = set()
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path.parent)
+    tree = ast.parse(path.read_text(), str(path))
+    typing_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for n in ast.walk(block)
+    }
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                base = f"{base}.{node.module}" if node.module else base
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
+        found |= {n for n in names if n in modules}
+    return found
+
+
+def _module_cycles() -> list[list[str]]:
+    files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    edges = {m: _runtime_imports(p, set(files)) - {m} for m, p in files.items()}
+    cycles: list[list[str]] = []
+    state = dict.fromkeys(edges, 0)  # 0 new, 1 on the current path, 2 done
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(edges[m]):
+            if state[n] == 1:
+                cycles.append([*path[path.index(n) :], n])
+            elif state[n] == 0:
+                visit(n, [*path, n])
+        state[m] = 2
+
+    for m in sorted(edges):
+        if state[m] == 0:
+            visit(m, [m])
+    return cycles
+
+
+def test_no_import_cycles_between_modules() -> None:
+    # A package's __init__ re-exporting its submodules, which import names from it, is the
+    # usual Python idiom, not a dependency cycle between modules.
+    real = [c for c in _module_cycles() if not all(x.startswith(min(c, key=len)) for x in c)]
+    assert real == []

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from medviewer import __version__
-from medviewer.cli import demo, gui, imaging, models, training, workspace
+from medviewer.cli import demo, gui, imaging, model_commands, training, workspace
 from medviewer.imaging import ImageLoadError
 from medviewer.inference.errors import InferenceError
 from medviewer.models.errors import ModelError
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     imaging.add_commands(sub)
     workspace.add_commands(sub)
-    models.add_commands(sub)
+    model_commands.add_commands(sub)
     training.add_commands(sub)
     gui.add_commands(sub)
     demo.add_commands(sub)

@@ -1,12 +1,11 @@
 """Correcting label maps without Qt: brush, eraser, polygon, flood fill, small-island removal,
 accept/clear, and a bounded undo history that stores changed tiles, not whole copies.
 
-`EditSession` is what the viewer drives; `tools` and `UndoHistory` are its parts.
+`EditSession` is what the viewer drives; `label_ops` and `UndoHistory` are its parts.
 """
 
 from medviewer.editing.history import UndoHistory
-from medviewer.editing.session import EditSession
-from medviewer.editing.tools import (
+from medviewer.editing.label_ops import (
     Rect,
     accept,
     brush,
@@ -16,6 +15,7 @@ from medviewer.editing.tools import (
     remove_islands,
     stroke,
 )
+from medviewer.editing.session import EditSession
 
 __all__ = [
     "EditSession",

@@ -1,8 +1,8 @@
 """Bounded undo/redo for a label map that stores changed tiles, never whole copies.
 
-One step is one user action; a whole mouse drag is one step (DESIGN principle 6, as napari's
-labels layer does with `block_history`). Inside a step, `record(rect)` runs before pixels
-change: the first time the step touches a tile, the tile's original content is copied. At
+One step is one user action; a whole mouse drag is one step (docs/ARCHITECTURE.md principle 6,
+as napari's labels layer does with `block_history`). Inside a step, `record(rect)` runs before
+pixels change: the first time the step touches a tile, the tile's original content is copied. At
 `end()` the current content of those tiles is copied for redo, and tiles the step left as
 they were are dropped. The stacks are bounded by step count and by bytes (as ITK-SNAP bounds
 undo by memory); the oldest steps go first, so memory does not grow with the image size.
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medviewer.editing.tools import Rect, check_label_map, union
+from medviewer.editing.label_ops import Rect, check_label_map, union
 
 Tiles = dict[tuple[int, int], np.ndarray]  # (tile row, tile column) -> tile content
 

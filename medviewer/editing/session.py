@@ -1,6 +1,6 @@
 """One image's correction session: the calls a viewer makes, each one undo step.
 
-The GUI stays thin (DESIGN principle 2): a tool's mouse press/move/release maps to
+The GUI stays thin (docs/ARCHITECTURE.md principle 2): a tool's mouse press/move/release maps to
 begin_stroke / extend_stroke / end_stroke, a button to paint, fill, accept_proposal, ...;
 every call returns the rectangle to repaint. `version` counts changes so autosave can tell
 what it has written: save a copy taken at version v, then call mark_saved(v).
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medviewer.editing import tools
+from medviewer.editing import label_ops
 from medviewer.editing.history import UndoHistory
-from medviewer.editing.tools import BeforeWrite, Point, Rect
+from medviewer.editing.label_ops import BeforeWrite, Point, Rect
 
 
 @dataclass
@@ -57,7 +57,7 @@ class EditSession:
     @proposal.setter
     def proposal(self, proposal: np.ndarray | None) -> None:
         if proposal is not None:
-            tools.check_label_map(proposal)
+            label_ops.check_label_map(proposal)
             if proposal.shape != self._mask.shape:
                 raise ValueError(f"proposal {proposal.shape} != mask {self._mask.shape}")
         self._proposal = proposal
@@ -102,32 +102,32 @@ class EditSession:
 
     def paint(self, points: Sequence[Point], radius: float, value: int) -> Rect | None:
         """A whole stroke at once (a dab when `points` has one point)."""
-        return self._edit(lambda rec: tools.stroke(self._mask, points, radius, value, rec))
+        return self._edit(lambda rec: label_ops.stroke(self._mask, points, radius, value, rec))
 
     def erase(self, points: Sequence[Point], radius: float) -> Rect | None:
         return self.paint(points, radius, 0)
 
     def polygon(self, points: Sequence[Point], value: int) -> Rect | None:
-        return self._edit(lambda rec: tools.fill_polygon(self._mask, points, value, rec))
+        return self._edit(lambda rec: label_ops.fill_polygon(self._mask, points, value, rec))
 
     def fill(
         self, image: np.ndarray, y: float, x: float, value: int, tolerance: float
     ) -> Rect | None:
         return self._edit(
-            lambda rec: tools.flood_fill(self._mask, image, y, x, value, tolerance, rec)
+            lambda rec: label_ops.flood_fill(self._mask, image, y, x, value, tolerance, rec)
         )
 
     def remove_islands(self, min_pixels: int) -> Rect | None:
-        return self._edit(lambda rec: tools.remove_islands(self._mask, min_pixels, rec))
+        return self._edit(lambda rec: label_ops.remove_islands(self._mask, min_pixels, rec))
 
     def accept_proposal(self) -> Rect | None:
         if self._proposal is None:
             raise ValueError("this image has no AI proposal to accept")
         proposal = self._proposal
-        return self._edit(lambda rec: tools.accept(self._mask, proposal, rec))
+        return self._edit(lambda rec: label_ops.accept(self._mask, proposal, rec))
 
     def clear(self) -> Rect | None:
-        return self._edit(lambda rec: tools.clear(self._mask, rec))
+        return self._edit(lambda rec: label_ops.clear(self._mask, rec))
 
     def undo(self) -> Rect | None:
         self.end_stroke()  # Ctrl+Z during a drag undoes the drag so far
@@ -141,7 +141,7 @@ class EditSession:
 
     def begin_stroke(self, value: int, radius: float) -> None:
         """Mouse press. A stroke still open (a lost release event) is ended first."""
-        tools.check_label_map(self._mask, value)  # fail on press, not on the first move
+        label_ops.check_label_map(self._mask, value)  # fail on press, not on the first move
         if not radius >= 0:
             raise ValueError(f"brush radius must be >= 0, got {radius}")
         self.end_stroke()
@@ -154,9 +154,9 @@ class EditSession:
         if s is None:
             raise RuntimeError("extend_stroke() without begin_stroke()")
         points = [point] if s.last is None else [s.last, point]
-        rect = tools.stroke(self._mask, points, s.radius, s.value, self._history.record)
+        rect = label_ops.stroke(self._mask, points, s.radius, s.value, self._history.record)
         s.last = point
-        s.rect = tools.union(s.rect, rect)
+        s.rect = label_ops.union(s.rect, rect)
         return self._count(rect)
 
     def end_stroke(self) -> Rect | None:

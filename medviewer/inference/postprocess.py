@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from medviewer.imaging.labelmaps import remove_small_components
 from medviewer.models.spec import ModelSpec
 
 
@@ -13,21 +14,6 @@ def label_map(probs: np.ndarray, spec: ModelSpec) -> np.ndarray:
     if probs.shape[0] == 2:
         return (probs[1] >= spec.mask_threshold).astype(np.uint8)
     return np.argmax(probs, axis=0).astype(np.uint8)
-
-
-def remove_small_components(labels: np.ndarray, min_pixels: int) -> np.ndarray:
-    """Set connected regions (8-connected, per class) smaller than min_pixels to background."""
-    if min_pixels <= 1:
-        return labels
-    out = labels.copy()
-    for cls in np.unique(labels):
-        if cls == 0:
-            continue
-        n, comp, stats, _ = cv2.connectedComponentsWithStats((labels == cls).astype(np.uint8), 8)
-        small = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] < min_pixels) + 1
-        if small.size:
-            out[np.isin(comp, small)] = 0
-    return out
 
 
 def fill_holes(labels: np.ndarray) -> np.ndarray:
@@ -48,9 +34,18 @@ def fill_holes(labels: np.ndarray) -> np.ndarray:
 
 
 def postprocess(probs: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    labels = label_map(probs, spec)
+    return clean(label_map(probs, spec), spec)
+
+
+def clean(labels: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """The spec's clean-up of a label map: small islands removed, holes filled."""
     labels = remove_small_components(labels, spec.min_component_pixels)
     return fill_holes(labels) if spec.fill_holes else labels
+
+
+def changes_labels(spec: ModelSpec) -> bool:
+    """Whether `clean` can change a label map (else the device's class counts still hold)."""
+    return spec.min_component_pixels > 1 or spec.fill_holes
 
 
 def pixel_entropy(probs: np.ndarray) -> float:

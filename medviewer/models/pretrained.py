@@ -13,8 +13,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from medviewer.atomic import atomic_write
-from medviewer.models.checkpoints import read_tensors
 from medviewer.models.errors import CheckpointMismatch, ModelError
+from medviewer.models.tensors import read_tensors
 
 # The smp encoder the weights fit: same blocks, same tensor order and shapes.
 EFFICIENTNET_LITE0 = "timm-tf_efficientnet_lite0"

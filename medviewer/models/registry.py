@@ -10,6 +10,7 @@ from torch import nn
 
 from medviewer.models.errors import SpecError
 from medviewer.models.spec import ModelSpec
+from medviewer.models.tensors import read_tensors, report_mismatch
 
 
 def architectures() -> list[str]:
@@ -94,8 +95,6 @@ def load_encoder_weights(model: MedModel, path: Path) -> None:
     (tensors only, never arbitrary pickled objects). Weights for another number of input
     channels (e.g. RGB ImageNet weights for a grey model) are adapted in the first convolution
     only; any other difference raises CheckpointMismatch."""
-    from medviewer.models.checkpoints import read_tensors, report_mismatch
-
     state = read_tensors(path)
     own = model.encoder.state_dict()
     _fit_first_conv(model.encoder, model.spec.in_channels, state)

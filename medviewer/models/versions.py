@@ -27,7 +27,7 @@ from medviewer.models.spec import ModelSpec
 
 if TYPE_CHECKING:
     from medviewer.workspace import Workspace
-    from medviewer.workspace.models import ModelVersion
+    from medviewer.workspace.model_table import ModelVersion
 
 # Names and versions become folder names: keep them portable and free of path tricks.
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

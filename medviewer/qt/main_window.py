@@ -37,7 +37,7 @@ ISLAND_PIXELS = 20  # "remove small islands": regions smaller than this many pix
 if TYPE_CHECKING:
     from medviewer.imaging import Image
     from medviewer.workspace import Workspace
-    from medviewer.workspace.review import ReviewState
+    from medviewer.workspace.review_state import ReviewState
 
 
 class MainWindow(QMainWindow):

@@ -15,7 +15,12 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from medviewer.editing.session import EditSession
 from medviewer.imaging import Image, render
 from medviewer.workspace.classes import ClassResolver
-from medviewer.workspace.review import ReviewState, load_review, save_labels_edit, save_mask_edit
+from medviewer.workspace.review_state import (
+    ReviewState,
+    load_review,
+    save_labels_edit,
+    save_mask_edit,
+)
 
 if TYPE_CHECKING:
     from medviewer.qt.inference import RunnerHost

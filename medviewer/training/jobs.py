@@ -49,7 +49,7 @@ from medviewer.training.protocol import (
     read_result,
 )
 from medviewer.workspace.errors import WorkspaceError
-from medviewer.workspace.jobs import JobRecord
+from medviewer.workspace.job_table import JobRecord
 
 if TYPE_CHECKING:
     from medviewer.workspace.store import Workspace

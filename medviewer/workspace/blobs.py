@@ -2,7 +2,8 @@
 
 A mask blob is a PNG of the uint8 label map named by the SHA-256 of its shape and raw bytes,
 so identical masks are stored once and a blob can be checked against its name on read.
-Write order: temp file -> fsync -> rename -> fsync folder. Only then may a row point at it.
+Written by medviewer.atomic (temp file -> fsync -> rename -> fsync folder); only then may a row
+point at it. Temp files live in `tmp/`, so a crash's leftovers are found and removed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from medviewer.atomic import atomic_write_bytes
 from medviewer.processes import pid_alive
 from medviewer.workspace.errors import CorruptBlob, SaveError
 
@@ -33,14 +35,6 @@ def mask_hash(mask: np.ndarray) -> str:
     h = hashlib.sha256(f"{mask.shape[0]}x{mask.shape[1]}:".encode())
     h.update(np.ascontiguousarray(mask, dtype=np.uint8).tobytes())
     return h.hexdigest()
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _save_reason(e: OSError) -> str:
@@ -74,12 +68,7 @@ class BlobStore:
         try:
             self.tmp.mkdir(parents=True, exist_ok=True)
             final.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fp:
-                fp.write(encoded.tobytes())
-                fp.flush()
-                os.fsync(fp.fileno())
-            os.replace(tmp, final)
-            _fsync_dir(final.parent)
+            atomic_write_bytes(final, encoded.tobytes(), tmp=tmp)
         except OSError as e:
             tmp.unlink(missing_ok=True)
             raise SaveError(f"{final}: could not save the mask: {_save_reason(e)}") from e

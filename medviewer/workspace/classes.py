@@ -10,7 +10,7 @@ from medviewer.imaging.palette import DEFAULT_COLOURS, class_colour
 from medviewer.workspace.errors import WorkspaceError
 
 if TYPE_CHECKING:
-    from medviewer.workspace.models import ModelVersion
+    from medviewer.workspace.model_table import ModelVersion
     from medviewer.workspace.revisions import Revision
     from medviewer.workspace.store import Workspace
 

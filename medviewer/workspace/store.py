@@ -123,8 +123,8 @@ class Workspace:
         self._conn_lock = threading.Lock()
         self._lock = AppLock(root / "app.lock") if app_lock else None
         # Sub-stores share this workspace's connections; imported here to avoid a cycle.
-        from medviewer.workspace.jobs import Jobs
-        from medviewer.workspace.models import ModelVersions
+        from medviewer.workspace.job_table import Jobs
+        from medviewer.workspace.model_table import ModelVersions
         from medviewer.workspace.revisions import Revisions
 
         self.revisions = Revisions(self)

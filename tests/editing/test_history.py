@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from medviewer.editing.history import UndoHistory
-from medviewer.editing.tools import brush, clear, stroke
-from tests.editing.test_tools import bbox, random_op
+from medviewer.editing.label_ops import brush, clear, stroke
+from tests.editing.test_label_ops import bbox, random_op
 
 
 def test_one_step_undoes_and_redoes_exactly() -> None:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from medviewer.editing import EditSession
-from medviewer.editing.tools import union
-from tests.editing.test_tools import bbox
+from medviewer.editing.label_ops import union
+from tests.editing.test_label_ops import bbox
 
 
 def test_a_drag_is_one_undo_step_with_a_rect_per_dab() -> None:

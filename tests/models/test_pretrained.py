@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from medviewer.models import pretrained
-from medviewer.models.checkpoints import read_tensors
 from medviewer.models.errors import CheckpointMismatch, ModelError
 from medviewer.models.pretrained import (
     EFFICIENTNET_LITE0,
@@ -24,6 +23,7 @@ from medviewer.models.pretrained import (
 )
 from medviewer.models.registry import MedModel, build_model, load_encoder_weights
 from medviewer.models.spec import ClassInfo, ModelSpec
+from medviewer.models.tensors import read_tensors
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

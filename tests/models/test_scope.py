@@ -4,6 +4,7 @@ runner, the app and the training scope."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def test_a_spec_without_scope_applies_to_every_image_big_enough() -> None:
     ],
 )
 def test_bad_scopes_are_clear_errors(scope: object, message: str) -> None:
-    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(SpecError, match=re.escape(message)):
         ModelSpec.from_dict({**BASE, "applies_to": scope}, "spec.json")
 
 

@@ -39,7 +39,9 @@ def test_labels_panel_shows_probabilities_and_gate(window, qtbot) -> None:  # no
     box = window.labels.box("effusion")
     assert box.isChecked() and "AI 0.61" in box.text()
     window.labels.box("pneumothorax").setChecked(True)  # ticking saves a human labels revision
-    qtbot.waitUntil(lambda: window.ws.revisions.confirmed(image, "labels") is not None, timeout=5_000)
+    qtbot.waitUntil(
+        lambda: window.ws.revisions.confirmed(image, "labels") is not None, timeout=5_000
+    )
     final = window.ws.revisions.confirmed(image, "labels").revision
     assert final.labels == {"pneumothorax": True, "effusion": True} and final.author == "dr.test"
 
@@ -55,7 +57,10 @@ def test_proposal_is_the_starting_mask_and_stays_for_comparison(window, qtbot) -
     window.review.save_now()
     qtbot.waitUntil(lambda: window.ws.revisions.confirmed(image) is not None, timeout=5_000)
     assert window.ws.revisions.original(image).source == "ai"  # both stay
-    assert window.ws.revisions.confirmed(image).revision.parent_id == window.ws.revisions.original(image).id
+    assert (
+        window.ws.revisions.confirmed(image).revision.parent_id
+        == window.ws.revisions.original(image).id
+    )
 
 
 def test_save_failure_keeps_the_edit_and_retries(window, qtbot, monkeypatch) -> None:  # noqa: ANN001
@@ -78,7 +83,9 @@ def test_save_failure_keeps_the_edit_and_retries(window, qtbot, monkeypatch) -> 
     monkeypatch.undo()
     window.review.save_now()  # the retry (also scheduled by a timer)
     qtbot.waitUntil(lambda: window.review.save_error is None, timeout=5_000)
-    assert np.array_equal(window.ws.revisions.read_mask(window.ws.revisions.confirmed(image).revision), painted)
+    assert np.array_equal(
+        window.ws.revisions.read_mask(window.ws.revisions.confirmed(image).revision), painted
+    )
 
 
 def test_view_is_not_flipped_or_transposed(window) -> None:  # noqa: ANN001

@@ -208,7 +208,9 @@ def test_raster_and_rt_dose_fall_back_to_png_with_a_note(
     png = study.tmp / "final" / "photos_scan_mask.png"
     assert png in final_report.files
     written = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
-    assert np.array_equal(written, ws.revisions.read_mask(ws.revisions.confirmed(photo.id).revision))
+    assert np.array_equal(
+        written, ws.revisions.read_mask(ws.revisions.confirmed(photo.id).revision)
+    )
     dose = [f for f in final_report.files if f.name.startswith("RTDOSE_")]
     assert [f.name.rsplit("_", 2)[-2] for f in dose] == ["f0001"]  # frame 1 only has a final
     notes = " ".join(final_report.notes)

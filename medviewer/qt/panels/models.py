@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QGroupBox, QLabel, QPushButton, QVBoxLayout
 
-from medviewer.workspace.models import ModelVersion
+from medviewer.workspace.model_table import ModelVersion
 
 
 def _metrics_text(m: ModelVersion) -> str:

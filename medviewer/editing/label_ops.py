@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
-from medviewer.inference.postprocess import remove_small_components
+from medviewer.imaging.labelmaps import remove_small_components
 
 Rect = tuple[int, int, int, int]
 Point = tuple[float, float]

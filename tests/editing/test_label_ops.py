@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medviewer.editing import tools
-from medviewer.editing.tools import (
+from medviewer.editing import label_ops
+from medviewer.editing.label_ops import (
     accept,
     brush,
     clear,
@@ -300,5 +300,5 @@ def test_every_operation_returns_the_exact_bounding_box_of_its_changes() -> None
 
 
 def test_union_of_rects_treats_none_as_empty() -> None:
-    assert tools.union(None, (1, 2, 3, 4)) == (1, 2, 3, 4)
-    assert tools.union((0, 5, 2, 6), (1, 2, 3, 4)) == (0, 2, 3, 6)
+    assert label_ops.union(None, (1, 2, 3, 4)) == (1, 2, 3, 4)
+    assert label_ops.union((0, 5, 2, 6), (1, 2, 3, 4)) == (0, 2, 3, 6)
