@@ -104,3 +104,29 @@ def test_no_import_cycles_between_modules() -> None:
     # usual Python idiom, not a dependency cycle between modules.
     real = [c for c in _module_cycles() if not all(x.startswith(min(c, key=len)) for x in c)]
     assert real == []
+
+
+def test_module_and_class_names_are_unique() -> None:
+    """One name, one meaning: `errors.py` is each package's own error types, by convention."""
+    modules = [
+        p.name for p in PACKAGE.rglob("*.py") if p.name not in ("__init__.py", "__main__.py")
+    ]
+    twice = {n for n in modules if modules.count(n) > 1} - {"errors.py"}
+    assert twice == set()
+    classes: dict[str, list[str]] = {}
+    for p in PACKAGE.rglob("*.py"):
+        for node in ast.parse(p.read_text(), str(p)).body:
+            if isinstance(node, ast.ClassDef):
+                classes.setdefault(node.name, []).append(str(p.relative_to(PACKAGE)))
+    assert {k: v for k, v in classes.items() if len(v) > 1} == {}
+
+
+def test_storage_sql_lives_in_the_workspace_package() -> None:
+    offenders = []
+    for p in PACKAGE.rglob("*.py"):
+        if p.relative_to(PACKAGE).parts[0] == "workspace":
+            continue
+        text = p.read_text()
+        if "sqlite3" in _imports(p) or ".db.execute(" in text or "ws.db" in text:
+            offenders.append(str(p.relative_to(PACKAGE)))
+    assert offenders == []

@@ -71,7 +71,7 @@ class JobError(WorkspaceError):
 
 
 @dataclass
-class _Run:
+class _JobRun:
     job_id: int
     model: str
     folder: Path
@@ -105,7 +105,7 @@ class JobManager:
         self.grace = grace  # seconds between SIGTERM and SIGKILL on cancel
         self.throttle = throttle  # at most one batch progress write per this many seconds
         self._listeners: list[Listener] = [on_event] if on_event else []
-        self._runs: dict[int, _Run] = {}
+        self._runs: dict[int, _JobRun] = {}
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self.recover()
@@ -246,7 +246,7 @@ class JobManager:
                 continue
             folder = self.folder(job.id)
             if job.state == "running" and job.pid and is_our_job(job.pid, folder / JOB_FILE):
-                self._follow(_Run(job.id, job.model_name or "", folder, job.pid, None))
+                self._follow(_JobRun(job.id, job.model_name or "", folder, job.pid, None))
                 continue
             result = read_result(folder)
             if result is not None:
@@ -276,22 +276,22 @@ class JobManager:
         job = self.ws.jobs.update(
             job_id, state="running", pid=proc.pid, progress={}, message="starting"
         )
-        self._follow(_Run(job_id, model, folder, proc.pid, proc, offset=offset))
+        self._follow(_JobRun(job_id, model, folder, proc.pid, proc, offset=offset))
         return job
 
-    def _follow(self, run: _Run) -> None:
+    def _follow(self, run: _JobRun) -> None:
         self._runs[run.job_id] = run
         run.reader = threading.Thread(
             target=self._read, args=(run,), name=f"job-{run.job_id}-reader", daemon=True
         )
         run.reader.start()
 
-    def _alive(self, run: _Run) -> bool:
+    def _alive(self, run: _JobRun) -> bool:
         if run.proc is not None:
             return run.proc.poll() is None
         return is_our_job(run.pid, run.folder / JOB_FILE)
 
-    def _kill(self, run: _Run) -> None:
+    def _kill(self, run: _JobRun) -> None:
         signal_tree(run.pid, signal.SIGTERM)
         deadline = time.monotonic() + self.grace
         while time.monotonic() < deadline:
@@ -302,7 +302,7 @@ class JobManager:
 
     # -- the reader thread ---------------------------------------------------------------
 
-    def _read(self, run: _Run) -> None:
+    def _read(self, run: _JobRun) -> None:
         try:
             self._tail(run)
         except OSError as e:  # the log went missing: still wait for the end and record it
@@ -323,7 +323,7 @@ class JobManager:
         run.ended.set()
         self._tell(run.job_id, Ended(state=state, message=message))
 
-    def _tail(self, run: _Run) -> None:
+    def _tail(self, run: _JobRun) -> None:
         """Follow stdout.log until the process has exited and every line is handled."""
         last_write, pending = 0.0, None
         with open(run.folder / STDOUT, "rb") as fp:
@@ -354,11 +354,11 @@ class JobManager:
                 if not chunk:
                     time.sleep(_POLL)
 
-    def _flush(self, run: _Run, fields: dict[str, Any]) -> tuple[float, None]:
+    def _flush(self, run: _JobRun, fields: dict[str, Any]) -> tuple[float, None]:
         self._save(run.job_id, **fields)
         return time.monotonic(), None
 
-    def _progress(self, run: _Run, event: Event) -> dict[str, Any] | None:
+    def _progress(self, run: _JobRun, event: Event) -> dict[str, Any] | None:
         """What of this event goes into ws.jobs (None: nothing)."""
         if isinstance(event, Start):
             run.start = event
@@ -377,7 +377,7 @@ class JobManager:
             run.error = event
         return None
 
-    def _outcome(self, run: _Run) -> tuple[str, str, dict[str, Any] | None]:
+    def _outcome(self, run: _JobRun) -> tuple[str, str, dict[str, Any] | None]:
         code = run.proc.returncode if run.proc is not None else None
         if run.done is not None and code in (0, None) and not run.error:
             return "finished", run.done.message, run.done.to_dict()

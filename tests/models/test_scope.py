@@ -20,16 +20,13 @@ from medviewer.models.errors import SpecError
 from medviewer.models.scope import why_not_applicable
 from medviewer.models.spec import ModelSpec
 from medviewer.workspace import Workspace, training_snapshot
+from tests.specs import tiny_segmenter
 
-BASE = {
-    "name": "ct-organs",
-    "task": "segmentation",
-    "architecture": "Unet",
-    "encoder": "mobilenet_v2",
-    "classes": ["background", "organ"],
-    "input": {"size": [64, 64]},
-    "applies_to": {"modalities": ["ct"], "body_parts": ["ABDOMEN"], "colour": "grey"},
-}
+BASE = tiny_segmenter(
+    "ct-organs",
+    encoder="mobilenet_v2",
+    applies_to={"modalities": ["ct"], "body_parts": ["ABDOMEN"], "colour": "grey"},
+)
 CT = Instance(Path("ct.dcm"), "dicom", "1", "2", "3", "p", 128, 128, modality="CT")
 
 

@@ -11,17 +11,9 @@ from medviewer.models.spec import ModelSpec
 from medviewer.models.versions import MANIFEST, register_version, version_dir
 from medviewer.workspace import Workspace
 from medviewer.workspace.errors import SaveError
+from tests.specs import tiny_segmenter
 
-SPEC = ModelSpec.from_dict(
-    {
-        "name": "tiny",
-        "task": "segmentation",
-        "architecture": "Unet",
-        "encoder": "resnet18",
-        "classes": ["background", "a"],
-        "input": {"size": [64, 64]},
-    }
-)
+SPEC = ModelSpec.from_dict(tiny_segmenter("tiny"))
 
 
 def test_register_writes_every_file_then_the_row(tmp_path: Path) -> None:

@@ -23,15 +23,9 @@ from medviewer.training.data import (
 from medviewer.workspace import Workspace, training_snapshot
 from medviewer.workspace.snapshot import TrainingItem
 from tests.imaging.helpers import write_ct_slice
+from tests.specs import tiny_segmenter
 
-SEG = {
-    "name": "lesion",
-    "task": "segmentation",
-    "architecture": "Unet",
-    "encoder": "resnet18",
-    "classes": ["background", "lesion"],
-    "input": {"size": [64, 64]},
-}
+SEG = tiny_segmenter()
 
 
 @pytest.fixture(autouse=True)

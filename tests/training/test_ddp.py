@@ -24,19 +24,12 @@ from medviewer.models.versions import add_model
 from medviewer.training.protocol import Batch, Event
 from medviewer.workspace import Workspace
 from tests.imaging.helpers import write_ct_slice
+from tests.specs import tiny_segmenter
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINER = ROOT / "medviewer" / "training" / "__main__.py"
 
-SEG = {
-    "name": "lesion",
-    "task": "segmentation",
-    "architecture": "Unet",
-    "encoder": "resnet18",
-    "classes": ["background", "lesion"],
-    "input": {"size": [64, 64]},
-    "normalization": {"window": [40, 400]},
-}
+SEG = tiny_segmenter(normalization={"window": [40, 400]})
 
 
 def free_port() -> int:
