@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test bench lint debian-tools dist clean
+.PHONY: demo test bench gpu-check lint debian-tools dist clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ test: $(VENV)/.dev-installed debian-tools lint
 
 bench: $(VENV)/.dev-installed
 	$(PY) bench/run.py
+
+# The GPU path on a CUDA machine: GPU tests, inference and training benchmarks on cuda, a demo
+# retrain; one summary (bench/gpu_check.sh). Uses the existing venv and installs nothing, so it
+# runs offline; GPU_CHECK_DEVICE=cpu tries every step on the CPU.
+gpu-check:
+	PYTHON=$(PY) bash bench/gpu_check.sh
 
 # One-folder app in dist/medviewer/ (see packaging/README.md); PyInstaller goes into the venv.
 dist: $(VENV)/.demo-installed

@@ -1,14 +1,22 @@
 """Run the benchmarks (`make bench`) and print one table for all of them.
 
-Usage: .venv/bin/python bench/run.py [--quick] [NAME ...]
+Usage: .venv/bin/python bench/run.py [--quick] [--json] [--device DEVICE] [NAME ...]
 A benchmark is any bench/bench_*.py module with `run(quick: bool = False) -> list[Row]`;
 NAME is its file name with or without the `bench_` prefix and `.py`.
+
+--json prints one JSON object per row instead of the table (keys: benchmark, case, ours,
+baseline, ratio, target, met; seconds as numbers, null where a value is missing).
+--device (cpu, cuda, auto) goes to the benchmarks whose `run` takes a `device` argument; the
+others run as they always do (said on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
+import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -66,9 +74,34 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+def as_json(row: Row) -> str:
+    """One row as one JSON object on one line, for scripts."""
+
+    def number(value: float | None) -> float | None:
+        return None if value is None or not math.isfinite(value) else float(value)
+
+    return json.dumps(
+        {
+            "benchmark": row.benchmark,
+            "case": row.case,
+            "ours": number(row.ours),
+            "baseline": number(row.baseline),
+            "ratio": number(row.ratio),
+            "target": row.target or None,
+            "met": row.met,
+        }
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller sizes")
+    parser.add_argument("--json", action="store_true", help="one JSON object per row")
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help="for the benchmarks that take one (default: each benchmark's own)",
+    )
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     args = parser.parse_args(argv)
 
@@ -83,9 +116,20 @@ def main(argv: list[str] | None = None) -> int:
         # Progress goes to stderr so stdout is only the table.
         print(f"running {name}{' (quick)' if args.quick else ''} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        rows += importlib.import_module(available[name]).run(quick=args.quick)
+        module = importlib.import_module(available[name])
+        kw = {}
+        if args.device is not None:
+            if "device" in inspect.signature(module.run).parameters:
+                kw["device"] = args.device
+            else:
+                print(f"  ({name} takes no device: run as it is)", file=sys.stderr, flush=True)
+        rows += module.run(quick=args.quick, **kw)
         print(f"  done in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
-    print(table(rows))
+    if args.json:
+        for row in rows:
+            print(as_json(row), flush=True)
+    else:
+        print(table(rows))
     return 0
 
 

@@ -11,6 +11,20 @@ from pydicom.data import get_testdata_file
 from tests.imaging.helpers import write_ct_slice
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` skip, saying why, where torch sees no CUDA GPU."""
+    marked = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not marked:
+        return
+    import torch  # only when some test needs to know
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: torch.cuda.is_available() is False here")
+    for item in marked:
+        item.add_marker(skip)
+
+
 def sample_file(name: str) -> Path:
     """A pydicom (or pydicom-data) test file; skip the test when it is not installed."""
     path = get_testdata_file(name, download=False)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medviewer.inference.device import autocast_dtype
 from medviewer.inference.engine import probabilities
 from medviewer.inference.gate import apply_gate
 from medviewer.inference.postprocess import postprocess
@@ -131,24 +132,42 @@ class Scores:
         return out
 
 
+def training_autocast(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype training and validation run at (None: plain fp32).
+
+    On CUDA, what `medviewer.inference.device.autocast_dtype` picks for the device (bf16 where
+    the GPU has it, else fp16). Elsewhere fp32: bf16 on the CPU would make training's figures
+    depend on whether the CPU has AMX, and every machine must train the same model (issue 11).
+    """
+    return autocast_dtype(device) if device.type == "cuda" else None
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
     data: Any,
     spec: ModelSpec,
-    device: torch.device,
+    device: torch.device | str,
     batch_size: int = 8,
     criterion: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Metrics of `model` on a TrainingSet (without augmentation), plus its mean loss."""
+    """Metrics of `model` on a TrainingSet (without augmentation), plus its mean loss.
+
+    The inputs go to `device` and the model goes with them (fp32 weights, channels_last), wherever
+    it was: a version loaded from disk sits on the CPU while training ran on a GPU. It stays on
+    `device` afterwards. Autocast is training's (`training_autocast`), so a new version and the
+    active one it is compared with are judged at the same precision."""
+    device = torch.device(device)
+    model.to(device=device, dtype=torch.float32, memory_format=torch.channels_last)
     model.eval()
+    amp = training_autocast(device)
     scores = Scores(spec)
     loss_sum, seen = 0.0, 0
     for start in range(0, len(data), batch_size):
         batch = data.batch(range(start, min(start + batch_size, len(data))))
         on_device = {k: v.to(device) for k, v in batch.items()}
         x = on_device["image"].contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             out = model(x)
         if criterion is not None:
             n = len(batch["image"])

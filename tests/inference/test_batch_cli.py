@@ -105,8 +105,14 @@ def test_list_show_activate_rollback(setup: tuple, capsys: pytest.CaptureFixture
     assert cli(capsys, "models", "add", spec, "--version", "second", *ws)[0] == 0
     code, out, _ = cli(capsys, "models", *ws, "list")
     assert code == 0
-    assert "  tiny v1  segmentation+classification" in out
-    assert "* tiny second  segmentation+classification" in out and '"note": "untrained"' in out
+    header, first, second = (line.split() for line in out.splitlines())
+    assert header == ["NAME", "VERSION", "ACTIVE", "TASK", "SCORE", "ADDED"]
+    assert first[:4] == ["tiny", "v1", "segmentation+classification", "-"]  # not active
+    assert second[:5] == ["tiny", "second", "*", "segmentation+classification", "-"]
+    code, out, _ = cli(capsys, "models", *ws, "list", "--json")
+    records = json.loads(out)
+    assert [(r["version"], r["active"]) for r in records] == [("v1", False), ("second", True)]
+    assert records[0]["metrics"] == {"note": "untrained"} and records[0]["spec"]["name"] == "tiny"
     code, out, _ = cli(capsys, "models", *ws, "show", "tiny")
     assert "model tiny: segmentation+classification, FPN on mobilenet_v2" in out
     assert "classes: background, lesion" in out and "labels: lesion" in out
