@@ -173,7 +173,7 @@ def cmd_spread(args: argparse.Namespace) -> int:
     from medviewer.training.spreading import propose_labels
 
     with _open(args) as ws:
-        report = propose_labels(ws, args.model, threshold=args.threshold)
+        report = propose_labels(ws, args.model, threshold=args.threshold, device=args.device)
     print(
         f"{report.model} {report.version}: {report.proposed} label proposal(s) saved as"
         f" ai-propagated (from {report.labelled} confirmed image(s)); {report.low_confidence}"
@@ -240,4 +240,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     workspace_option(spread)
     spread.add_argument("--model", required=True, help="classification model whose encoder embeds")
     spread.add_argument("--threshold", type=float, default=0.9, help="confidence to propose")
+    spread.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     spread.set_defaults(func=cmd_spread)

@@ -64,7 +64,7 @@ def propose_labels(
     neighbours: int = 7,
     alpha: float = 0.2,
     version: str | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     batch_size: int = 16,
     author: str = AUTHOR,
     on_progress: Callable[[int, int], None] | None = None,
