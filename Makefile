@@ -33,6 +33,7 @@ debian-tools:
 
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
 	$(VENV)/bin/lint-imports
 
 # pytest exits 5 when it collected nothing: that is a failure, not a pass.

@@ -27,7 +27,7 @@ def _build(size: DemoSize, wide: bool) -> tuple[float, build.DemoSummary]:
     specs = build.model_specs
     if wide:  # the baseline: smp's default decoder on the same encoder
 
-        def wide_specs(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def wide_specs(*args, **kwargs):
             return {
                 t: dataclasses.replace(s, decoder_channels=None)
                 for t, s in specs(*args, **kwargs).items()

@@ -20,14 +20,14 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import numpy as np  # noqa: E402
-import pydicom  # noqa: E402
-import pyqtgraph as pg  # noqa: E402
-from harness import Row  # noqa: E402
-from pydicom.dataset import FileDataset, FileMetaDataset  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
-from PySide6.QtCore import QSettings  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+import numpy as np
+import pydicom
+import pyqtgraph as pg
+from harness import Row
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
 
 NAME = "viewer"
 DAB_TARGETS = {2048: 0.016, 4096: 0.033}
@@ -54,7 +54,7 @@ def _write(path: Path, size: int, k: int, series: str) -> None:
     pydicom.dcmwrite(path, ds, enforce_file_format=True)
 
 
-def _window(folder: Path, size: int, n: int, tag: str):  # noqa: ANN202
+def _window(folder: Path, size: int, n: int, tag: str):
     from medviewer.qt.main_window import MainWindow
     from medviewer.workspace import Workspace
 
@@ -72,7 +72,7 @@ def _window(folder: Path, size: int, n: int, tag: str):  # noqa: ANN202
     return win, ws
 
 
-def _wait(app: QApplication, done, timeout: float = 60.0) -> None:  # noqa: ANN001
+def _wait(app: QApplication, done, timeout: float = 60.0) -> None:
     end = time.perf_counter() + timeout
     while not done():
         app.processEvents()
@@ -81,7 +81,7 @@ def _wait(app: QApplication, done, timeout: float = 60.0) -> None:  # noqa: ANN0
         time.sleep(0.0005)
 
 
-def _open(app: QApplication, win, image_id: int) -> float:  # noqa: ANN001
+def _open(app: QApplication, win, image_id: int) -> float:
     start = time.perf_counter()
     win.open_image(image_id)
     _wait(app, lambda: win.review.state is not None and win.review.state.image.id == image_id)
@@ -90,7 +90,7 @@ def _open(app: QApplication, win, image_id: int) -> float:  # noqa: ANN001
     return time.perf_counter() - start
 
 
-def _dabs(app: QApplication, win, size: int, dabs: int, naive: bool) -> list[float]:  # noqa: ANN001
+def _dabs(app: QApplication, win, size: int, dabs: int, naive: bool) -> list[float]:
     session = win.review.session
     view = win.view
     naive_item = pg.ImageItem()

@@ -65,7 +65,7 @@ def _bar(task: str, epoch: int, epochs: int, score: float | None) -> None:
     print(line, end="\n" if epoch == epochs else "", flush=True)
 
 
-def _shots(workspace: Path):  # noqa: ANN202 - Shots lives in medviewer.qt (imported late)
+def _shots(workspace: Path):
     """Where the demo opens and what its screenshots show: the unreviewed chest radiograph the
     AI rates most likely to show a pneumothorax (else any unreviewed image with a proposal),
     and the unreviewed fundus photograph it rates most likely to show diabetic retinopathy."""
@@ -93,7 +93,7 @@ def _shots(workspace: Path):  # noqa: ANN202 - Shots lives in medviewer.qt (impo
     )
 
 
-def _probability(row) -> float:  # noqa: ANN001
+def _probability(row) -> float:
     return row.ai_probability if row.ai_probability is not None else -1.0
 
 

@@ -62,7 +62,7 @@ def _read_without_meta(path: Path) -> Dataset:
     """A file without preamble and file meta: accept it if it looks like an image."""
     try:
         ds = _quiet_read(path, force=True, stop_before_pixels=True)
-    except Exception as e:  # noqa: BLE001 - any failure here means "not DICOM"
+    except Exception as e:
         raise UnreadableFile(path, NOT_MEDICAL) from e
     if not ("SOPClassUID" in ds or ("Rows" in ds and "Columns" in ds)):
         raise UnreadableFile(path, NOT_MEDICAL)
@@ -328,7 +328,7 @@ def read_frames(instance: Instance) -> np.ndarray:
                 arr = pydicom.pixels.apply_color_lut(arr, ds)
     except (FileNotFoundError, PermissionError) as e:
         raise ImageLoadError(path, os_reason(e)) from e
-    except Exception as e:  # noqa: BLE001 - decoders raise anything; the user needs one reason
+    except Exception as e:
         raise ImageLoadError(path, _decode_reason(e, instance.transfer_syntax_name)) from e
     if instance.frames == 1:
         arr = arr[np.newaxis]

@@ -23,7 +23,7 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise ModelError(f"{path}: weights file not found") from e
     except (SafetensorError, OSError, RuntimeError, EOFError) as e:
         raise ModelError(f"{path}: not a readable weights file: {str(e).splitlines()[0]}") from e
-    except Exception as e:  # noqa: BLE001 - the weights-only unpickler refuses objects this way
+    except Exception as e:
         raise ModelError(
             f"{path}: refused: holds more than plain tensors ({type(e).__name__})"
         ) from e

@@ -59,7 +59,7 @@ def run_app(
     return code
 
 
-def _screenshot_when_ready(window, path: Path, app: QApplication) -> None:  # noqa: ANN001
+def _screenshot_when_ready(window, path: Path, app: QApplication) -> None:
     """Grab the window once the image is shown (or after 30 s), write the PNG and quit."""
     waited = {"ms": 0}
 

@@ -113,7 +113,7 @@ class RunnerHost(QObject):
                 continue
             ref = self.ws.frame_ref(image_id)
 
-            def compute(engine, ref=ref, label=label):  # noqa: ANN001, ANN202
+            def compute(engine, ref=ref, label=label):
                 from medviewer.inference.cam import grad_cam
 
                 maps = grad_cam(engine, self.loader.image(ref), label)

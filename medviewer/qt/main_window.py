@@ -169,7 +169,7 @@ class MainWindow(QMainWindow):
             bar.addAction(action)
 
     def _shortcuts(self) -> None:
-        def add(key: str, slot) -> None:  # noqa: ANN001
+        def add(key: str, slot) -> None:
             action = QAction(self)
             action.setShortcut(QKeySequence(key))
             action.triggered.connect(slot)
@@ -361,7 +361,7 @@ class MainWindow(QMainWindow):
             box.setModal(False)
             box.show()
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+    def closeEvent(self, event: QCloseEvent) -> None:
         self.review.flush()
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("window_state", self.saveState())

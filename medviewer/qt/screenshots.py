@@ -90,7 +90,7 @@ def _quiet_offscreen(kind: QtMsgType, context: object, message: str) -> None:
         print(message, file=sys.stderr)
 
 
-def _window(ws: Workspace, settings: QSettings):  # noqa: ANN202 - MainWindow imports Qt widgets
+def _window(ws: Workspace, settings: QSettings):
     from medviewer.qt.main_window import MainWindow
 
     window = MainWindow(ws, "demo", settings, "cpu")
@@ -120,7 +120,7 @@ def _settle(app: QApplication, seconds: float = 0.5) -> None:
         time.sleep(0.01)
 
 
-def _open(app: QApplication, window, image_id: int) -> None:  # noqa: ANN001
+def _open(app: QApplication, window, image_id: int) -> None:
     window.open_image(image_id)
 
     def shown() -> bool:
@@ -132,7 +132,7 @@ def _open(app: QApplication, window, image_id: int) -> None:  # noqa: ANN001
     _settle(app)
 
 
-def _heatmap(app: QApplication, window, image_id: int, label: str | None) -> None:  # noqa: ANN001
+def _heatmap(app: QApplication, window, image_id: int, label: str | None) -> None:
     if label is not None:
         window.labels.heat_combo.setCurrentText(label)
     window.toggle_heatmap()
@@ -145,7 +145,7 @@ def _heatmap(app: QApplication, window, image_id: int, label: str | None) -> Non
     _settle(app)
 
 
-def _retrain(app: QApplication, window, model: str, epochs: int) -> QWidget:  # noqa: ANN001
+def _retrain(app: QApplication, window, model: str, epochs: int) -> QWidget:
     dialog = window.retrain()
     dialog.model.setCurrentText(model)
     dialog.epochs.setValue(epochs)
@@ -170,7 +170,7 @@ def _save(widget: QWidget, path: Path) -> Path:
     return path
 
 
-def _close(app: QApplication, window) -> None:  # noqa: ANN001
+def _close(app: QApplication, window) -> None:
     window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
     window.close()  # saves, stops the model workers and waits for them
     _settle(app, 0.2)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from medviewer.workspace.errors import SaveError
 
 if TYPE_CHECKING:
     from medviewer.workspace.store import Workspace
@@ -69,7 +72,10 @@ class Jobs:
             args.append(json.dumps(progress))
         with self.ws.transaction(f"update job {job_id}") as db:
             db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*args, job_id))
-        return self.get(job_id)
+        try:
+            return self.get(job_id)
+        except sqlite3.Error as e:  # e.g. locked by a long writer: the update itself is saved
+            raise SaveError(f"{self.ws.root}: job {job_id} saved, but not read back: {e}") from e
 
     def get(self, job_id: int) -> JobRecord:
         r = self.ws.db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()

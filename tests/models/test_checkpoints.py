@@ -50,7 +50,7 @@ def test_other_architecture_lists_differing_tensors(tmp_path: Path) -> None:
 
 def test_pickle_is_never_executed(tmp_path: Path) -> None:
     class Evil:
-        def __reduce__(self):  # noqa: ANN204
+        def __reduce__(self):
             return (print, ("pwned",))
 
     path = tmp_path / "evil.pth"

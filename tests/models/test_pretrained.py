@@ -234,7 +234,7 @@ class Payload:
     ],
     ids=["object", "string"],
 )
-def test_non_tensor_payloads_are_never_unpickled(tmp_path: Path, payload) -> None:  # noqa: ANN001
+def test_non_tensor_payloads_are_never_unpickled(tmp_path: Path, payload) -> None:
     marker = tmp_path / "pickle-ran"
     path = tmp_path / "payload.pth"
     torch.save(payload(marker), path)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PySide6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt  # noqa: E402
-from PySide6.QtGui import QMouseEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+import numpy as np
+import pytest
+from PySide6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QApplication
 
-from medviewer.workspace import Workspace  # noqa: E402
-from tests.imaging.helpers import write_ct_slice  # noqa: E402
+from medviewer.workspace import Workspace
+from tests.imaging.helpers import write_ct_slice
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def settings(tmp_path: Path) -> QSettings:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path, study: Path, settings: QSettings) -> Iterator:  # noqa: ANN001
+def window(qtbot, tmp_path: Path, study: Path, settings: QSettings) -> Iterator:
     from medviewer.qt.main_window import MainWindow
 
     ws = Workspace.open(tmp_path / "ws", app_lock=True)
@@ -54,13 +54,13 @@ def window(qtbot, tmp_path: Path, study: Path, settings: QSettings) -> Iterator:
     ws.close()
 
 
-def view_point(win, x: float, y: float) -> QPoint:  # noqa: ANN001
+def view_point(win, x: float, y: float) -> QPoint:
     """Widget coordinates of image pixel (x, y) in the view."""
     scene = win.view.box.mapViewToScene(QPointF(x, y))
     return win.view.mapFromScene(scene)
 
 
-def send_mouse(widget, kind: QEvent.Type, pos: QPoint, button: Qt.MouseButton, buttons) -> None:  # noqa: ANN001
+def send_mouse(widget, kind: QEvent.Type, pos: QPoint, button: Qt.MouseButton, buttons) -> None:
     event = QMouseEvent(
         kind,
         QPointF(pos),
@@ -72,7 +72,7 @@ def send_mouse(widget, kind: QEvent.Type, pos: QPoint, button: Qt.MouseButton, b
     QApplication.sendEvent(widget, event)
 
 
-def drag(win, points: list[tuple[float, float]], button=Qt.MouseButton.LeftButton) -> None:  # noqa: ANN001
+def drag(win, points: list[tuple[float, float]], button=Qt.MouseButton.LeftButton) -> None:
     """A mouse drag through image pixels (x, y), as a hand would do it."""
     vp = win.view.viewport()
     pts = [view_point(win, x, y) for x, y in points]

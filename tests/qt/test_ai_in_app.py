@@ -23,7 +23,7 @@ SPEC = ModelSpec.from_dict(
 
 
 @pytest.fixture
-def with_model(window, qtbot):  # noqa: ANN001, ANN201
+def with_model(window, qtbot):
     add_model(window.ws, SPEC, None)
     window.host.start()
     qtbot.waitUntil(lambda: window.host.versions.get("tiny") == "v1", timeout=60_000)
@@ -34,7 +34,7 @@ def with_model(window, qtbot):  # noqa: ANN001, ANN201
     return window
 
 
-def test_proposal_labels_and_worklist(with_model, qtbot) -> None:  # noqa: ANN001
+def test_proposal_labels_and_worklist(with_model, qtbot) -> None:
     window = with_model
     image = window.review.state.image.id
     assert window.review.state.proposal_revision.model_version == "v1"
@@ -47,7 +47,7 @@ def test_proposal_labels_and_worklist(with_model, qtbot) -> None:  # noqa: ANN00
     )
 
 
-def test_h_shows_grad_cam(with_model, qtbot) -> None:  # noqa: ANN001
+def test_h_shows_grad_cam(with_model, qtbot) -> None:
     window = with_model
     qtbot.keyClick(window, Qt.Key.Key_H)
     qtbot.waitUntil(lambda: window._heat_for is not None, timeout=60_000)
@@ -58,7 +58,7 @@ def test_h_shows_grad_cam(with_model, qtbot) -> None:  # noqa: ANN001
     assert not window.view.heat_item.isVisible()
 
 
-def test_activating_another_version_reruns(with_model, qtbot) -> None:  # noqa: ANN001
+def test_activating_another_version_reruns(with_model, qtbot) -> None:
     window = with_model
     image = window.review.state.image.id
     add_model(window.ws, SPEC, None, activate=False)  # v2, registered but not active
@@ -76,7 +76,7 @@ def test_activating_another_version_reruns(with_model, qtbot) -> None:  # noqa: 
     assert np.array_equal(window.review.state.proposal.shape, (64, 80))
 
 
-def test_activation_elsewhere_reloads_the_runner(with_model, qtbot) -> None:  # noqa: ANN001
+def test_activation_elsewhere_reloads_the_runner(with_model, qtbot) -> None:
     """A training job that activates its version, or `medviewer models activate`, changes the
     workspace from another process (here: another connection); the app follows within seconds
     even though its Retrain dialog was closed with Esc."""

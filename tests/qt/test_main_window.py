@@ -8,11 +8,11 @@ from PySide6.QtCore import Qt
 from tests.qt.conftest import drag
 
 
-def _mask(win) -> np.ndarray:  # noqa: ANN001
+def _mask(win) -> np.ndarray:
     return win.review.session.mask
 
 
-def test_paint_undo_redo(window, qtbot) -> None:  # noqa: ANN001
+def test_paint_undo_redo(window, qtbot) -> None:
     drag(window, [(10, 30), (20, 30), (40, 30), (60, 30)])
     painted = _mask(window).copy()
     assert painted[30, 10:60].all() and painted[5, 5] == 0
@@ -27,7 +27,7 @@ def test_paint_undo_redo(window, qtbot) -> None:  # noqa: ANN001
     assert np.array_equal(_mask(window), painted)
 
 
-def test_edit_is_saved_on_navigation_and_back(window, qtbot) -> None:  # noqa: ANN001
+def test_edit_is_saved_on_navigation_and_back(window, qtbot) -> None:
     first = window.review.state.image.id
     drag(window, [(10, 40), (50, 40)])
     painted = _mask(window).copy()
@@ -41,7 +41,7 @@ def test_edit_is_saved_on_navigation_and_back(window, qtbot) -> None:  # noqa: A
     assert np.array_equal(window.ws.revisions.read_mask(final), painted)
 
 
-def test_autosave_after_a_pause(window, qtbot) -> None:  # noqa: ANN001
+def test_autosave_after_a_pause(window, qtbot) -> None:
     image = window.review.state.image.id
     drag(window, [(5, 50), (30, 50)])
     qtbot.waitUntil(lambda: window.ws.revisions.confirmed(image) is not None, timeout=5_000)
@@ -49,14 +49,14 @@ def test_autosave_after_a_pause(window, qtbot) -> None:  # noqa: ANN001
     assert "saved" in window.save_label.text()
 
 
-def test_ctrl_s_saves_at_once(window, qtbot) -> None:  # noqa: ANN001
+def test_ctrl_s_saves_at_once(window, qtbot) -> None:
     image = window.review.state.image.id
     drag(window, [(5, 50), (30, 50)])
     qtbot.keyClick(window, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: window.ws.revisions.confirmed(image) is not None, timeout=2_000)
 
 
-def test_approve_and_reject_keys(window, qtbot) -> None:  # noqa: ANN001
+def test_approve_and_reject_keys(window, qtbot) -> None:
     image = window.review.state.image.id
     qtbot.keyClick(window, Qt.Key.Key_A)
     qtbot.waitUntil(lambda: window.ws.image(image).status == "approved", timeout=5_000)
@@ -69,7 +69,7 @@ def test_approve_and_reject_keys(window, qtbot) -> None:  # noqa: ANN001
     qtbot.waitUntil(lambda: row_status() == "rejected", timeout=5_000)  # the worklist follows
 
 
-def test_tool_and_class_shortcuts(window, qtbot) -> None:  # noqa: ANN001
+def test_tool_and_class_shortcuts(window, qtbot) -> None:
     for key, tool in (
         (Qt.Key.Key_E, "eraser"),
         (Qt.Key.Key_P, "polygon"),
@@ -89,7 +89,7 @@ def test_tool_and_class_shortcuts(window, qtbot) -> None:  # noqa: ANN001
     assert _mask(window)[20, 40] == 3
 
 
-def test_eraser_polygon_and_fill(window, qtbot) -> None:  # noqa: ANN001
+def test_eraser_polygon_and_fill(window, qtbot) -> None:
     qtbot.keyClick(window, Qt.Key.Key_P)
     for x, y in ((20, 20), (60, 20), (60, 50), (20, 50)):
         drag(window, [(x, y)])
@@ -104,7 +104,7 @@ def test_eraser_polygon_and_fill(window, qtbot) -> None:  # noqa: ANN001
     assert (_mask(window)[:8, :12] == 2).all() and _mask(window)[20, 20] != 2
 
 
-def test_space_toggles_overlays(window, qtbot) -> None:  # noqa: ANN001
+def test_space_toggles_overlays(window, qtbot) -> None:
     assert window.view.mask_item.isVisible()
     qtbot.keyClick(window, Qt.Key.Key_Space)
     assert not window.view.mask_item.isVisible()
@@ -112,7 +112,7 @@ def test_space_toggles_overlays(window, qtbot) -> None:  # noqa: ANN001
     assert window.view.mask_item.isVisible()
 
 
-def test_worklist_click_opens_image(window, qtbot) -> None:  # noqa: ANN001
+def test_worklist_click_opens_image(window, qtbot) -> None:
     target = window.worklist.model.rows[2].id
     index = window.worklist.model.index(2, 0)
     rect = window.worklist.table.visualRect(index)
@@ -120,7 +120,7 @@ def test_worklist_click_opens_image(window, qtbot) -> None:  # noqa: ANN001
     qtbot.waitUntil(lambda: window.review.state.image.id == target, timeout=10_000)
 
 
-def test_wheel_scrolls_slices_of_the_series(window, qtbot) -> None:  # noqa: ANN001
+def test_wheel_scrolls_slices_of_the_series(window, qtbot) -> None:
     window.worklist.order.setCurrentText("Most uncertain first")  # worklist order is irrelevant
     first = window.review.state.image.id
     window.view.box.sig_scroll.emit(1)
@@ -129,7 +129,7 @@ def test_wheel_scrolls_slices_of_the_series(window, qtbot) -> None:  # noqa: ANN
     qtbot.waitUntil(lambda: window.review.state.image.id == first, timeout=10_000)
 
 
-def test_remove_islands_clear_and_accept(window, qtbot) -> None:  # noqa: ANN001
+def test_remove_islands_clear_and_accept(window, qtbot) -> None:
     drag(window, [(10, 30), (50, 30)])
     _mask(window)[60, 70] = 1  # a stray pixel
     window.tools.remove_islands(20)

@@ -24,7 +24,7 @@ SPEC = {
 
 
 @pytest.fixture
-def slow_model(window, qtbot, monkeypatch):  # noqa: ANN001, ANN201
+def slow_model(window, qtbot, monkeypatch):
     add_model(window.ws, ModelSpec.from_dict(SPEC), None)
     real = Engine.run
 
@@ -40,7 +40,7 @@ def slow_model(window, qtbot, monkeypatch):  # noqa: ANN001, ANN201
     return window
 
 
-def test_gui_answers_within_100ms_while_a_slow_model_runs(slow_model, qtbot) -> None:  # noqa: ANN001
+def test_gui_answers_within_100ms_while_a_slow_model_runs(slow_model, qtbot) -> None:
     window = slow_model
     image = window.review.state.image.id
     gaps: list[float] = []

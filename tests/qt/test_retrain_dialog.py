@@ -46,7 +46,7 @@ def fake_trainer(folder: Path) -> list[str]:
     return [sys.executable, str(script)]
 
 
-def test_retrain_dialog_end_to_end(window, qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+def test_retrain_dialog_end_to_end(window, qtbot, tmp_path: Path) -> None:
     from medviewer.models.versions import add_model
 
     ws = window.ws

@@ -9,7 +9,7 @@ from medviewer.workspace import blobs as blobs_module
 from tests.qt.conftest import drag, view_point
 
 
-def _with_ai(window, qtbot) -> int:  # noqa: ANN001
+def _with_ai(window, qtbot) -> int:
     """Give the open image an AI mask and labels, as the runner would, and reload it."""
     ws = window.ws
     image = window.review.state.image.id
@@ -33,7 +33,7 @@ def _with_ai(window, qtbot) -> int:  # noqa: ANN001
     return image
 
 
-def test_labels_panel_shows_probabilities_and_gate(window, qtbot) -> None:  # noqa: ANN001
+def test_labels_panel_shows_probabilities_and_gate(window, qtbot) -> None:
     image = _with_ai(window, qtbot)
     assert window.labels.gate_text.text() == "no finding: classifier 0.04"
     box = window.labels.box("effusion")
@@ -46,7 +46,7 @@ def test_labels_panel_shows_probabilities_and_gate(window, qtbot) -> None:  # no
     assert final.labels == {"pneumothorax": True, "effusion": True} and final.author == "dr.test"
 
 
-def test_proposal_is_the_starting_mask_and_stays_for_comparison(window, qtbot) -> None:  # noqa: ANN001
+def test_proposal_is_the_starting_mask_and_stays_for_comparison(window, qtbot) -> None:
     image = _with_ai(window, qtbot)
     assert window.review.session.mask[35, 60] == 1
     qtbot.keyClick(window, Qt.Key.Key_E)
@@ -63,13 +63,13 @@ def test_proposal_is_the_starting_mask_and_stays_for_comparison(window, qtbot) -
     )
 
 
-def test_save_failure_keeps_the_edit_and_retries(window, qtbot, monkeypatch) -> None:  # noqa: ANN001
+def test_save_failure_keeps_the_edit_and_retries(window, qtbot, monkeypatch) -> None:
     import errno
     import os
 
     image = window.review.state.image.id
 
-    def full(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(blobs_module.os, "fsync", full)
@@ -88,7 +88,7 @@ def test_save_failure_keeps_the_edit_and_retries(window, qtbot, monkeypatch) -> 
     )
 
 
-def test_view_is_not_flipped_or_transposed(window) -> None:  # noqa: ANN001
+def test_view_is_not_flipped_or_transposed(window) -> None:
     """The bright block is the image's top-left 12x8 pixels: it must appear top-left on screen."""
     grab = window.view.grab().toImage()
 
@@ -98,7 +98,7 @@ def test_view_is_not_flipped_or_transposed(window) -> None:  # noqa: ANN001
     assert grey(3, 3) > 200 and grey(75, 3) < 150 and grey(3, 60) < 150
 
 
-def test_window_level_right_drag_and_presets(window) -> None:  # noqa: ANN001
+def test_window_level_right_drag_and_presets(window) -> None:
     before = window.view.window
     drag(window, [(40, 30), (60, 50)], button=Qt.MouseButton.RightButton)
     after = window.view.window

@@ -10,13 +10,13 @@ from medviewer.qt.viewer.overlay import heatmap_rgba
 from tests.qt.conftest import view_point
 
 
-def _colour(window, x: float, y: float) -> np.ndarray:  # noqa: ANN001
+def _colour(window, x: float, y: float) -> np.ndarray:
     grab = window.view.grab().toImage()
     c = QColor(grab.pixel(view_point(window, x, y)))
     return np.array([c.red(), c.green(), c.blue()], float)
 
 
-def test_image_mask_and_heatmap_pixels(window, qtbot) -> None:  # noqa: ANN001
+def test_image_mask_and_heatmap_pixels(window, qtbot) -> None:
     state = window.review.state
     mask = state.mask
     mask[40:50, 20:30] = 1  # class 1 in the palette's colour

@@ -80,7 +80,7 @@ def test_sigkill_at_random_points_loses_nothing_committed(ws: Workspace) -> None
     assert len(committed) >= kills  # at least the first commit of every writer
 
 
-def _fail_with(err: int):  # noqa: ANN202
+def _fail_with(err: int):
     def fail(*args: object, **kwargs: object) -> None:
         raise OSError(err, os.strerror(err))
 

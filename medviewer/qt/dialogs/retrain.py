@@ -54,7 +54,7 @@ def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 class RetrainDialog(QDialog):
-    def __init__(self, ws: Workspace, jobs: JobManager, events: JobEvents, parent=None) -> None:  # noqa: ANN001
+    def __init__(self, ws: Workspace, jobs: JobManager, events: JobEvents, parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Retrain")
         self.ws, self.jobs = ws, jobs

@@ -29,7 +29,7 @@ class ToolViewBox(pg.ViewBox):
         self.setMouseEnabled(x=False, y=False)  # we decide what each button does
         self._pan_start: QPointF | None = None
 
-    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: ANN001, N802 - pyqtgraph API
+    def mouseDragEvent(self, ev, axis=None) -> None:
         ev.accept()
         button = ev.button()
         if button == Qt.MouseButton.LeftButton:
@@ -52,14 +52,14 @@ class ToolViewBox(pg.ViewBox):
             now = self.mapSceneToView(ev.scenePos())
             self.translateBy(x=last.x() - now.x(), y=last.y() - now.y())
 
-    def mouseClickEvent(self, ev) -> None:  # noqa: ANN001, N802
+    def mouseClickEvent(self, ev) -> None:
         if ev.button() == Qt.MouseButton.LeftButton:
             ev.accept()
             p = self.mapSceneToView(ev.scenePos())
             self.sig_tool_press.emit(p.x(), p.y())
             self.sig_tool_release.emit(p.x(), p.y())
 
-    def wheelEvent(self, ev, axis=None) -> None:  # noqa: ANN001, N802
+    def wheelEvent(self, ev, axis=None) -> None:
         if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
             super().wheelEvent(ev, axis)  # zoom about the cursor
         else:

@@ -84,7 +84,7 @@ class OverlayItem(QGraphicsObject):
     def rgba(self) -> np.ndarray:
         return self._rgba
 
-    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt API
+    def boundingRect(self) -> QRectF:
         h, w = self._rgba.shape[:2]
         return QRectF(0, 0, w, h)
 

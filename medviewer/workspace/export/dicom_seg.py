@@ -209,7 +209,7 @@ class SeriesExport:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # odd values are the source's, not ours
                     self.headers[path] = _complete(pydicom.dcmread(path, stop_before_pixels=True))
-            except Exception as e:  # moved, deleted or corrupt since import
+            except Exception as e:  # noqa: BLE001 - moved, deleted or corrupt since import
                 reason = (e.strerror if isinstance(e, OSError) else None) or str(e)
                 self.ctx.fallback.setdefault(
                     f"their DICOM file could not be read ({reason})", []
