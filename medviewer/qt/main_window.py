@@ -107,8 +107,10 @@ class MainWindow(QMainWindow):
         self.jobs_label = QLabel("")
         self.save_label = QLabel("")
         self.cursor_label = QLabel("")
+        self.truth_label = QLabel("")
         bar = self.statusBar()
-        for w in (self.cursor_label, self.jobs_label, self.save_label, self.device_label):
+        labels = (self.cursor_label, self.truth_label, self.jobs_label, self.save_label)
+        for w in (*labels, self.device_label):
             bar.addPermanentWidget(w)
         self._save_clock = QTimer(self)
         self._save_clock.timeout.connect(self._show_save_state)
@@ -215,6 +217,10 @@ class MainWindow(QMainWindow):
 
     def _refresh_row(self, image_id: int) -> None:
         self.worklist.model.update_row(self.ws.image(image_id))
+        state = self.review.state
+        if state is not None and state.image.id == image_id:  # approved or saved just now
+            state.confirmed = self.ws.revisions.confirmed(image_id)
+            self.truth_label.setText(state.truth)
 
     def open_image(self, image_id: int) -> None:
         self.settings.setValue("last_image", image_id)
@@ -255,6 +261,7 @@ class MainWindow(QMainWindow):
             f"{state.image.patient_name} | {state.image.series_description} | {state.image.path}"
         )
         self.setWindowTitle(f"medviewer: {title}")
+        self.truth_label.setText(state.truth)
 
     def _label_names(self, state: ReviewState) -> list[str]:
         names = list(state.probabilities) + [

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medviewer.workspace.classes import UNKNOWN, ClassResolver, Palette
-from medviewer.workspace.revisions import HUMAN_SOURCES, Revision
+from medviewer.workspace.revisions import AI_SOURCES, HUMAN_SOURCES, Confirmed, Revision
 
 if TYPE_CHECKING:
     from medviewer.workspace.store import ImageRow, Workspace
@@ -28,6 +28,15 @@ class ReviewState:
     labels: dict[str, bool]  # the labels to show ticked
     ai_labels: Revision | None  # probabilities and gate live in its summary
     palette: Palette
+    confirmed: Confirmed | None = None  # the mask truth as export and training see it
+
+    @property
+    def truth(self) -> str:
+        """For the status bar: whose mask counts as confirmed truth, if anyone's."""
+        if self.confirmed is None:
+            return "mask not confirmed"
+        what = "AI proposal" if self.confirmed.revision.source in AI_SOURCES else "mask"
+        return f"{what} confirmed by {self.confirmed.by}"
 
     @property
     def probabilities(self) -> dict[str, float]:
@@ -70,6 +79,7 @@ def load_review(ws: Workspace, image_id: int, resolver: ClassResolver | None = N
         labels=dict(labels_rev.labels) if labels_rev else {},
         ai_labels=revs.original(image_id, "labels"),
         palette=palette,
+        confirmed=revs.confirmed(image_id, "mask"),
     )
 
 

@@ -105,3 +105,14 @@ def test_window_level_right_drag_and_presets(window) -> None:
     assert after.width > before.width and after.center != before.center
     window.view.set_window(window.view.window.__class__(40, 400, "abdomen"))
     assert window.view.window.width == 400
+
+
+def test_approving_an_unedited_proposal_shows_it_confirmed(window, qtbot) -> None:
+    image = _with_ai(window, qtbot)
+    assert window.truth_label.text() == "mask not confirmed"
+    qtbot.keyClick(window, Qt.Key.Key_A)
+    qtbot.waitUntil(lambda: window.ws.image(image).status == "approved", timeout=5_000)
+    qtbot.waitUntil(
+        lambda: window.truth_label.text() == "AI proposal confirmed by dr.test", timeout=5_000
+    )
+    assert window.ws.revisions.confirmed(image).revision.source == "ai"
