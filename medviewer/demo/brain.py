@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
+from medviewer.atomic import atomic_write
 from medviewer.demo.phantoms import Case
 from medviewer.demo.writers import (
     STUDY_DATE,
@@ -137,5 +138,5 @@ def write_mr(case: Case, path: Path, instance_number: int, patient_id: str = PAT
     _windows(ds, (WINDOW,))
     _pixels(ds, case.image, 12)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    atomic_write(path, lambda tmp: pydicom.dcmwrite(tmp, ds, enforce_file_format=True))
     return path

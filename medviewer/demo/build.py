@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from medviewer.atomic import atomic_write_json
+from medviewer.atomic import atomic_write_bytes, atomic_write_json
 from medviewer.demo.cases import (
     ALL_TASKS,
     FULL,
@@ -212,7 +212,7 @@ def _retina(root: Path, notes: list[str]) -> Path | None:
         return None
     dest = root / "fundus" / "skimage" / "retina.jpg"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(src.read_bytes())
+    atomic_write_bytes(dest, src.read_bytes())
     return dest
 
 

@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 import medviewer
+from medviewer.atomic import atomic_write, atomic_write_bytes
 from medviewer.demo.phantoms import Case
 
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
@@ -104,7 +105,7 @@ def write_dicom(
     else:
         _abdomen(ds, case, study_uid, instance_number, slice_position, frame_of_reference_uid)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    atomic_write(path, lambda tmp: pydicom.dcmwrite(tmp, ds, enforce_file_format=True))
     return path
 
 
@@ -271,5 +272,5 @@ def _imwrite(path: Path, pixels: np.ndarray, ext: str, params: list[int]) -> Pat
     if not ok:
         raise OSError(f"could not encode {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.tobytes())
+    atomic_write_bytes(path, data.tobytes())
     return path

@@ -30,6 +30,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 import medviewer
+from medviewer.atomic import atomic_write
 from medviewer.workspace.classes import ClassResolver, Palette
 from medviewer.workspace.export import (
     ExportError,
@@ -252,7 +253,7 @@ class SeriesExport:
         self.instances += 1
         path = self.ctx.out_dir / self._file_name(unit)
         try:
-            seg.save_as(path, enforce_file_format=True)
+            atomic_write(path, lambda tmp: seg.save_as(tmp, enforce_file_format=True))
         except OSError as e:
             raise ExportError(f"{path}: cannot write: {e.strerror}") from e
         try:
