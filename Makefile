@@ -38,10 +38,18 @@ lint: $(VENV)/.dev-installed
 
 # pytest exits 5 when it collected nothing: that is a failure, not a pass.
 # Headless by default (a desktop's display stays out of the GUI tests); `make demo` keeps it.
+# On a CPU with bf16 (AMX / AVX-512 BF16) the tests that run models run again on the fp32 path
+# that other CPUs take (MEDVIEWER_CPU_NO_BF16=1), so one machine checks both.
+MODEL_TESTS := tests/inference tests/training tests/demo
 test: export QT_QPA_PLATFORM ?= offscreen
 test: $(VENV)/.dev-installed debian-tools lint
 	$(PY) -m pytest; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; \
+	[ $$rc -eq 0 ] || exit $$rc; \
+	if $(PY) -c "from medviewer.inference.device import cpu_has_fast_bf16 as f; exit(not f())"; \
+	then echo "the model tests again on the fp32 CPU path (MEDVIEWER_CPU_NO_BF16=1):"; \
+		MEDVIEWER_CPU_NO_BF16=1 $(PY) -m pytest -q $(MODEL_TESTS); \
+	else echo "this CPU has no fast bf16: the run above took the fp32 path"; fi
 
 bench: $(VENV)/.dev-installed
 	$(PY) bench/run.py
