@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from medviewer.inference.errors import InferenceError
@@ -27,8 +29,14 @@ def pick_device(preference: str | torch.device = "auto") -> torch.device:
     return torch.device(preference)
 
 
+# Set to 1 to take the fp32 path that CPUs without bf16 take (make test runs the suite both ways).
+NO_BF16_ENV = "MEDVIEWER_CPU_NO_BF16"
+
+
 def cpu_has_fast_bf16() -> bool:
     """AVX-512 BF16 or AMX: bf16 autocast is ~3x fp32 on such CPUs (docs/PERFORMANCE.md)."""
+    if os.environ.get(NO_BF16_ENV, "") not in ("", "0"):
+        return False
     cpu = getattr(torch, "cpu", None)
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(getattr(cpu, name, lambda: False)() for name in checks)
