@@ -84,5 +84,5 @@ def run_batch(
                 report.proposed += 1
             if on_progress is not None:
                 on_progress(k, len(todo))
-        report.backend = runner.backend(name)
+        report.backend = runner.backend_of(name)
     return report

@@ -84,6 +84,7 @@ def _class_activation_maps(engine: Engine, x: np.ndarray, indices: list[int]) ->
     modes = {m: m.training for m in model.modules()}
     device = engine.device
     try:
+        model.to(device)  # where the input goes (a no-op when the engine put it there)
         model.eval()
         with (
             torch.inference_mode(False),

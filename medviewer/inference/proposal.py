@@ -10,9 +10,16 @@ import numpy as np
 from medviewer.imaging.display import Image
 from medviewer.inference.engine import Engine, RawOutput
 from medviewer.inference.gate import GateResult, apply_gate
-from medviewer.inference.postprocess import label_entropy, pixel_entropy, postprocess
+from medviewer.inference.postprocess import (
+    changes_labels,
+    clean,
+    label_entropy,
+    pixel_entropy,
+    postprocess,
+)
 
 if TYPE_CHECKING:
+    from medviewer.models.spec import ModelSpec
     from medviewer.workspace import Workspace
     from medviewer.workspace.revisions import Revision
 
@@ -41,19 +48,36 @@ class Proposal:
 def make_proposal(
     engine: Engine, raw: RawOutput, version: str, stage_one: float | None = None
 ) -> Proposal:
+    """The proposal from one image's output. The engine's label map, uncertainty and class
+    counts (made on its device) are used when present; else they come from the float maps."""
     spec = engine.spec
     labels = {k: p >= spec.label_threshold(k) for k, p in raw.label_probs.items()}
-    mask = postprocess(raw.probs, spec) if raw.probs is not None else None
+    if raw.labels is not None:
+        mask = clean(raw.labels, spec)
+    else:
+        mask = postprocess(raw.probs, spec) if raw.probs is not None else None
     gate = apply_gate(spec, mask, raw.label_probs, stage_one)
     if mask is not None and not gate.finding:
         mask = np.zeros_like(mask)  # gated out: an empty mask, stored as such
-    if raw.probs is not None:
+    if raw.uncertainty is not None:
+        uncertainty = raw.uncertainty
+    elif raw.probs is not None:
         uncertainty = pixel_entropy(raw.probs)
     else:
         uncertainty = label_entropy(
             np.array(list(raw.label_probs.values())), spec.label_mode == "multilabel"
         )
-    return Proposal((spec.name, version), mask, raw.label_probs, labels, gate, uncertainty)
+    proposal = Proposal((spec.name, version), mask, raw.label_probs, labels, gate, uncertainty)
+    if mask is not None:
+        proposal.extra["class_pixels"] = _class_pixels(raw, mask, spec, gate.finding)
+    return proposal
+
+
+def _class_pixels(raw: RawOutput, mask: np.ndarray, spec: ModelSpec, finding: bool) -> list[int]:
+    """Pixels of each class in the proposed mask: the device's counts where they still hold."""
+    if raw.class_pixels is not None and finding and not changes_labels(spec):
+        return [int(v) for v in raw.class_pixels]
+    return np.bincount(mask.ravel(), minlength=spec.num_classes).tolist()
 
 
 def gated_out(engine: Engine, image: Image, version: str, p: float) -> Proposal:

@@ -211,11 +211,11 @@ class InferenceRunner:
     def spec(self, model: str | None = None) -> ModelSpec:
         return self._worker(model).engine.spec
 
-    def backend(self, model: str | None = None) -> str:
-        """What runs the model and why, e.g. "onnxruntime (calibrated: ...)"; set up on the
-        model's first run."""
+    def backend_of(self, model: str | None = None) -> str:
+        """What runs the model and why, e.g. "onnxruntime (calibrated: ...)"; empty until the
+        model's first run sets it up."""
         engine = self._worker(model).engine
-        return f"{engine.backend} ({engine.backend_note})" if engine.backend else "not run yet"
+        return f"{engine.backend} ({engine.backend_note})" if engine.backend else ""
 
     @property
     def models(self) -> dict[str, str]:

@@ -208,7 +208,7 @@ def test_frame_refs_and_images_as_targets(ws: Workspace) -> None:
     assert len(ws.revisions.history(image_id)) == 2  # mask + labels, from the FrameRef only
 
 
-def test_call_runs_on_the_model_worker_in_priority_order(gated) -> None:  # noqa: ANN001
+def test_call_runs_on_the_model_worker_in_priority_order(gated) -> None:
     runner, engine = gated
     ids = list(ids_by_file(runner.ws).values())
     first = runner.submit(ids[0], BATCH)
