@@ -39,8 +39,9 @@ lint: $(VENV)/.dev-installed
 # pytest exits 5 when it collected nothing: that is a failure, not a pass.
 # Headless by default (a desktop's display stays out of the GUI tests); `make demo` keeps it.
 # On a CPU with bf16 (AMX / AVX-512 BF16) the tests that run models run again on the fp32 path
-# that other CPUs take (MEDVIEWER_CPU_NO_BF16=1), so one machine checks both.
-MODEL_TESTS := tests/inference tests/training tests/demo
+# that other CPUs take (MEDVIEWER_CPU_NO_BF16=1), so one machine checks both. The retrain story
+# is not among them: training and its evaluation run fp32 on every CPU.
+MODEL_TESTS := tests/inference tests/training tests/demo/test_build.py tests/test_cli.py
 test: export QT_QPA_PLATFORM ?= offscreen
 test: $(VENV)/.dev-installed debian-tools lint
 	$(PY) -m pytest; rc=$$?; \
