@@ -40,8 +40,10 @@ lint: $(VENV)/.dev-installed
 # Headless by default (a desktop's display stays out of the GUI tests); `make demo` keeps it.
 # On a CPU with bf16 (AMX / AVX-512 BF16) the tests that run models run again on the fp32 path
 # that other CPUs take (MEDVIEWER_CPU_NO_BF16=1), so one machine checks both. The retrain story
-# is not among them: training and its evaluation run fp32 on every CPU.
-MODEL_TESTS := tests/inference tests/training tests/demo/test_build.py tests/test_cli.py
+# is not among them: training and its evaluation run fp32 on every CPU. The app's tests that run
+# a model's inference are (proposals, Grad-CAM, a GUI that stays responsive meanwhile).
+MODEL_TESTS := tests/inference tests/training tests/demo/test_build.py tests/test_cli.py \
+	tests/qt/test_ai_in_app.py tests/qt/test_demo_screenshots.py tests/qt/test_never_freeze.py
 test: export QT_QPA_PLATFORM ?= offscreen
 test: $(VENV)/.dev-installed debian-tools lint
 	$(PY) -m pytest; rc=$$?; \
@@ -49,7 +51,9 @@ test: $(VENV)/.dev-installed debian-tools lint
 	[ $$rc -eq 0 ] || exit $$rc; \
 	if $(PY) -c "from medviewer.inference.device import cpu_has_fast_bf16 as f; exit(not f())"; \
 	then echo "the model tests again on the fp32 CPU path (MEDVIEWER_CPU_NO_BF16=1):"; \
-		MEDVIEWER_CPU_NO_BF16=1 $(PY) -m pytest -q $(MODEL_TESTS); \
+		MEDVIEWER_CPU_NO_BF16=1 $(PY) -m pytest -q $(MODEL_TESTS); rc=$$?; \
+		if [ $$rc -eq 5 ]; then echo "error: pytest collected no model tests" >&2; exit 1; fi; \
+		exit $$rc; \
 	else echo "this CPU has no fast bf16: the run above took the fp32 path"; fi
 
 bench: $(VENV)/.dev-installed
