@@ -54,9 +54,8 @@ def grad_cam(engine: Engine, image: Image, label: str | None = None) -> dict[str
     native = pixels.shape[:2]
     x = normalise(resize_to(pixels, spec.input_size), spec)
     maps = _class_activation_maps(engine, x, [spec.labels.index(n) for n in names])
-    return {
-        name: _upsample(cam, spec.input_size, native) for name, cam in zip(names, maps, strict=True)
-    }
+    fov = field_of_view(pixels)
+    return {name: _upsample(cam, native, fov) for name, cam in zip(names, maps, strict=True)}
 
 
 def _labels(spec: ModelSpec, label: str | None) -> list[str]:
@@ -130,11 +129,36 @@ def _keep_last_feature_map(captured: list[torch.Tensor]) -> Callable:
     return hook
 
 
-def _upsample(cam: np.ndarray, size: tuple[int, int], native: tuple[int, int]) -> np.ndarray:
-    """Feature-map CAM -> network input size -> native size (linear), divided by its max."""
-    (h, w), (rows, columns) = size, native
-    cam = cv2.resize(cam.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    cam = cv2.resize(cam, (columns, rows), interpolation=cv2.INTER_LINEAR)
+def field_of_view(pixels: np.ndarray, dark: float = 0.04) -> np.ndarray:
+    """float32 (H, W) weights in 0..1: where the image shows the patient.
+
+    A fundus camera's black surround, a radiograph's collimation, the air around a CT slice:
+    pixels darker than `dark` (of the displayed 0..1 range) that connect to the image border
+    are outside; dark areas inside (lungs, vessels) stay in. The edge is feathered over a few
+    pixels so a heatmap fades out rather than stopping in steps. All ones when nothing, or
+    nearly everything, would be cut.
+    """
+    grey = pixels.max(axis=2) if pixels.ndim == 3 else pixels
+    h, w = grey.shape
+    outside = (grey <= dark).astype(np.uint8)
+    # An opening first: scattered dark pixels (noise, a dark vessel at the edge) are no surround.
+    k = max(3, min(h, w) // 64) | 1
+    outside = cv2.morphologyEx(outside, cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
+    _, comp = cv2.connectedComponents(outside, connectivity=4)
+    border = np.concatenate([comp[0], comp[-1], comp[:, 0], comp[:, -1]])
+    inside = ~np.isin(comp, border[border > 0])  # component 0 is the bright pixels
+    share = inside.mean()
+    if share < 0.05 or share > 0.995:
+        return np.ones((h, w), np.float32)
+    soft = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), max(1.0, min(h, w) / 200))
+    return soft * inside  # feather inwards only: nothing outside
+
+
+def _upsample(cam: np.ndarray, native: tuple[int, int], fov: np.ndarray) -> np.ndarray:
+    """Feature-map CAM -> native size (bicubic: no blocks), within `fov`, divided by its max."""
+    rows, columns = native
+    cam = cv2.resize(cam.astype(np.float32), (columns, rows), interpolation=cv2.INTER_CUBIC)
+    cam = np.clip(cam, 0.0, None) * fov  # bicubic overshoots below zero near edges
     peak = float(cam.max())
     if peak > 0:
         cam = cam / peak

@@ -44,13 +44,16 @@ class MedModel(nn.Module):
                 in_channels=spec.in_channels,
                 classes=out_classes,
                 aux_params=aux,
+                encoder_depth=spec.encoder_depth,
                 **extra,
             )
         else:
             self.backbone = smp.encoders.get_encoder(
-                spec.encoder, in_channels=spec.in_channels, depth=5, weights=None
+                spec.encoder, in_channels=spec.in_channels, depth=spec.encoder_depth, weights=None
             )
             self.head = smp.base.ClassificationHead(self.backbone.out_channels[-1], n_labels)
+        if spec.encoder_depth < 5:
+            _drop_unused_layers(self.encoder, spec.in_channels)
 
     @property
     def encoder(self) -> nn.Module:
@@ -65,6 +68,28 @@ class MedModel(nn.Module):
                 return {"mask": mask, "labels": labels}
             return {"mask": out}
         return {"labels": self.head(self.backbone(x)[-1])}
+
+
+def _drop_unused_layers(encoder: nn.Module, in_channels: int) -> None:
+    """Replace the encoder's layers that a forward pass never calls with nn.Identity.
+
+    smp keeps the stages beyond `encoder_depth` (and some encoders a final conv they never run):
+    weights that would be saved, loaded and shipped for nothing, about half of the encoder's at
+    depth 4. Which layers run does not depend on the input, so one small pass finds them."""
+    called: set[nn.Module] = set()
+    leaves = [m for m in encoder.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(lambda m, i, o: called.add(m)) for m in leaves]
+    try:
+        with torch.no_grad():
+            encoder.eval()(torch.zeros(1, in_channels, 64, 64))
+    finally:
+        for h in handles:
+            h.remove()
+        encoder.train()
+    for parent in list(encoder.modules()):
+        for name, child in parent.named_children():
+            if child in leaves and child not in called and any(True for _ in child.parameters()):
+                setattr(parent, name, nn.Identity())
 
 
 def build_model(spec: ModelSpec, pretrained: bool = True) -> MedModel:

@@ -61,6 +61,9 @@ class ModelSpec:
     in_channels: int = 1
     architecture: str | None = None  # smp architecture; segmentation tasks only
     decoder_channels: tuple[int, ...] | None = None  # smp's decoder widths; None: its default
+    # Encoder stages used: 4 stops at stride 16, so Grad-CAM reads a map twice as fine (16x16
+    # from a 256x256 input) and the model is smaller; decoder_channels then lists 4 widths.
+    encoder_depth: int = 5
     encoder_weights: str | None = None  # a local weights file; never fetched from a hub
     classes: tuple[ClassInfo, ...] = ()  # index = class value; 0 is background
     labels: tuple[str, ...] = ()
@@ -187,6 +190,13 @@ def _scope(data: dict[str, Any], src: str) -> Scope:
     )
 
 
+def _encoder_depth(data: dict[str, Any], src: str) -> int:
+    depth = data.get("encoder_depth", 5)
+    if depth not in (3, 4, 5) or isinstance(depth, bool):
+        raise SpecError(f"{src}: encoder_depth must be 3, 4 or 5, got {depth!r}")
+    return int(depth)
+
+
 def _parse(data: dict[str, Any], src: str) -> ModelSpec:
     known = set(ModelSpec.__dataclass_fields__) | {"input", "normalization", "postprocess"}
     unknown = set(data) - known
@@ -253,6 +263,7 @@ def _parse(data: dict[str, Any], src: str) -> ModelSpec:
         in_channels=in_channels,
         architecture=data.get("architecture"),
         decoder_channels=tuple(decoder) if decoder else None,
+        encoder_depth=_encoder_depth(data, src),
         encoder_weights=data.get("encoder_weights"),
         classes=classes,
         labels=labels,

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from medviewer.imaging.display import Image
-from medviewer.inference.cam import grad_cam
+from medviewer.inference.cam import _upsample, field_of_view, grad_cam
 from medviewer.inference.engine import Engine
 from medviewer.inference.preprocess import normalise, resize_to, to_channels
 from medviewer.models.registry import MedModel, build_model
@@ -242,10 +242,40 @@ def test_matches_the_grad_cam_formula(classifier: Engine) -> None:
         raw = (weights * features).sum(1)[0].detach()
         signs |= set(torch.sign(raw).flatten().tolist())
         cam = torch.relu(raw).numpy()
-        expected = cv2.resize(cam, size[::-1], interpolation=cv2.INTER_LINEAR)
+        expected = cv2.resize(cam, size[::-1], interpolation=cv2.INTER_CUBIC).clip(0, None)
+        expected *= field_of_view(to_channels(image, classifier.spec))
         expected = expected / expected.max() if expected.max() > 0 else expected
         np.testing.assert_allclose(maps[name], expected, atol=1e-5)
     assert {-1.0, 1.0} <= signs  # the ReLU mattered: some cells count for, some against
+
+
+def test_heatmap_stays_within_the_field_of_view(classifier: Engine) -> None:
+    """A fundus-like photograph: a bright disc on black. Nothing is drawn on the black."""
+    rows, cols = 120, 150
+    y, x = np.mgrid[:rows, :cols]
+    disc = (y - 60) ** 2 + (x - 75) ** 2 < 50**2
+    rng = np.random.default_rng(5)
+    pixels = np.where(disc, rng.integers(90, 255, (rows, cols)), 0).astype(np.uint8)
+    pixels[55:65, 70:80] = 0  # a dark spot inside the field (a vessel) stays in it
+    maps = grad_cam(classifier, Image(pixels=pixels, source="disc"))
+    check_maps(maps, (rows, cols))
+    fov = field_of_view(pixels.astype(np.float32) / 255)
+    assert fov[~disc].max() == 0 and fov[60, 75] == 1
+    for cam in maps.values():
+        assert cam[~disc].max() == 0
+
+
+def test_field_of_view_keeps_noisy_and_full_images_whole() -> None:
+    rng = np.random.default_rng(1)
+    assert field_of_view(rng.random((80, 90)).astype(np.float32)).min() == 1  # scattered dark
+    assert field_of_view(np.full((40, 40, 3), 0.5, np.float32)).min() == 1
+
+
+def test_upsampling_is_smooth() -> None:
+    """A 16x16 map drawn on 512x512 pixels: no blocks, no steps between neighbours."""
+    cam = np.kron(np.eye(4), np.ones((4, 4))).astype(np.float32)  # 16x16 with hard edges
+    up = _upsample(cam, (512, 512), np.ones((512, 512), np.float32))
+    assert np.abs(np.diff(up, axis=0)).max() < 0.05 and np.abs(np.diff(up, axis=1)).max() < 0.05
 
 
 def test_segmentation_model_aux_head() -> None:

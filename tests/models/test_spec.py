@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from medviewer.models.errors import SpecError
 from medviewer.models.registry import build_model
@@ -52,6 +53,8 @@ def test_round_trip_through_json(tmp_path: Path) -> None:
         ({"colour": "red"}, "unknown field(s) colour"),
         ({"classes": [{"name": "bg", "color": [0, 0, 300]}, "x"]}, "classes[0].color"),
         ({"decoder_channels": [64, "wide"]}, "decoder_channels must be a list of positive"),
+        ({"encoder_depth": 6}, "encoder_depth must be 3, 4 or 5, got 6"),
+        ({"encoder_depth": 4.5}, "encoder_depth must be 3, 4 or 5"),
     ],
 )
 def test_invalid_specs_say_why(tmp_path: Path, change: dict, message: str) -> None:
@@ -83,3 +86,19 @@ def test_decoder_channels_narrow_the_unet_and_must_fit_the_encoder() -> None:
     assert count(narrow) < count(ModelSpec.from_dict(SEG))
     with pytest.raises(SpecError, match=r"chest: .*depth is 5.*2 blocks"):
         build_model(ModelSpec.from_dict({**SEG, "decoder_channels": [16, 8]}))
+
+
+@pytest.mark.parametrize("encoder", ["resnet18", "timm-tf_efficientnet_lite0"])
+def test_encoder_depth_4_stops_at_stride_16_and_keeps_no_unused_weights(encoder: str) -> None:
+    """Grad-CAM and label spreading read the encoder's last map: 16x16 from 256x256 at depth 4.
+    The stage smp keeps but never runs is dropped, so no checkpoint carries it."""
+    shallow = {**SEG, "encoder": encoder, "encoder_depth": 4, "decoder_channels": [32, 16, 8, 8]}
+    deep = {**SEG, "encoder": encoder, "decoder_channels": [32, 16, 8, 8, 8]}
+    classifier = {**shallow, "task": "classification", "architecture": None, "gate": "none"}
+    for base in (shallow, classifier):
+        model = build_model(ModelSpec.from_dict(base)).eval()
+        assert model.encoder(torch.zeros(1, 1, 256, 256))[-1].shape[-2:] == (16, 16)
+    count = lambda d: sum(p.numel() for p in build_model(ModelSpec.from_dict(d)).parameters())  # noqa: E731
+    assert count(shallow) < 0.7 * count(deep)
+    with pytest.raises(SpecError, match=r"chest: .*depth is 4"):  # widths for 5 stages
+        build_model(ModelSpec.from_dict({**shallow, "decoder_channels": [32, 16, 8, 8, 8]}))
