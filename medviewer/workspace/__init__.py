@@ -3,7 +3,10 @@ model versions and jobs, in one crash-safe folder."""
 
 from medviewer.workspace.errors import (
     CorruptBlob,
+    DatabaseDamaged,
     MaskMismatch,
+    NotAWorkspace,
+    ReadOnlyWorkspace,
     SaveError,
     SchemaTooNew,
     UnknownImage,
@@ -17,9 +20,12 @@ from medviewer.workspace.store import ImageQuery, ImageRow, Workspace
 __all__ = [
     "STATUSES",
     "CorruptBlob",
+    "DatabaseDamaged",
     "ImageQuery",
     "ImageRow",
     "MaskMismatch",
+    "NotAWorkspace",
+    "ReadOnlyWorkspace",
     "Revision",
     "SaveError",
     "SchemaTooNew",

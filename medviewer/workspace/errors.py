@@ -29,3 +29,15 @@ class UnknownImage(WorkspaceError):
 
 class SchemaTooNew(WorkspaceError):
     """The workspace was written by a newer medviewer than this one."""
+
+
+class NotAWorkspace(WorkspaceError):
+    """No workspace database here, or one that has lost it (workspace data but no database)."""
+
+
+class ReadOnlyWorkspace(WorkspaceError):
+    """The workspace cannot be written here (read-only folder or no permission)."""
+
+
+class DatabaseDamaged(WorkspaceError):
+    """The workspace database file is corrupt (disk damage, a bad copy, tampering)."""

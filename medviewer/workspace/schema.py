@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from medviewer.workspace.errors import SchemaTooNew
+from medviewer.workspace.errors import NotAWorkspace, SchemaTooNew
 
 # Each entry upgrades the schema from version i to i+1. Never edit a released step: append one.
 MIGRATIONS: list[str] = [
@@ -108,14 +108,23 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(db: sqlite3.Connection, path: str) -> int:
-    """Bring the database to SCHEMA_VERSION; return the version it had before."""
+def check(db: sqlite3.Connection, path: str) -> int:
+    """The schema version of a workspace database (0: no schema yet). Raises SchemaTooNew,
+    or NotAWorkspace for an SQLite database of something else."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise SchemaTooNew(
             f"{path}: workspace schema version {version} is newer than this medviewer "
             f"understands ({SCHEMA_VERSION}); update medviewer to open it"
         )
+    if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        raise NotAWorkspace(f"{path}: not a medviewer workspace database (it holds other tables)")
+    return version
+
+
+def migrate(db: sqlite3.Connection, path: str) -> int:
+    """Bring the database to SCHEMA_VERSION; return the version it had before."""
+    version = check(db, path)
     for step in range(version, SCHEMA_VERSION):
         # executescript commits first; BEGIN makes each step all-or-nothing.
         db.executescript(f"BEGIN; {MIGRATIONS[step]}; PRAGMA user_version = {step + 1}; COMMIT;")

@@ -18,11 +18,16 @@ from typing import Any
 
 from medviewer.imaging import Catalog, FrameRef, Instance, scan
 from medviewer.workspace.blobs import BlobStore
-from medviewer.workspace.errors import SaveError, UnknownImage, WorkspaceError
+from medviewer.workspace.connection import cannot_write, connect, writable
+from medviewer.workspace.errors import NotAWorkspace, SaveError, UnknownImage, WorkspaceError
 from medviewer.workspace.lock import AppLock
-from medviewer.workspace.schema import migrate
+from medviewer.workspace.schema import SCHEMA_VERSION, check, migrate
 
 DB_NAME = "medviewer.sqlite"
+# What a workspace keeps beside its database. Any of it next to a missing or empty database
+# means the database was lost, not that the folder is new: a fresh database references none of
+# the masks, and the blob clean-up would delete them all.
+WORKSPACE_DATA = ("blobs", "models", "jobs", f"{DB_NAME}-wal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,21 +138,34 @@ class Workspace:
 
     @classmethod
     def open(cls, root: Path | str, *, app_lock: bool = False, readonly: bool = False) -> Workspace:
-        """Open (creating unless readonly) a workspace; `app_lock` for the one GUI window."""
+        """Open the workspace in `root`; `app_lock` for the one GUI window. A workspace is
+        created only where there is none (never readonly); workspace data without its database
+        is refused (NotAWorkspace), never started afresh."""
         root = Path(root).expanduser()
-        if readonly and not (root / DB_NAME).exists():
-            raise WorkspaceError(f"{root}: no medviewer workspace here ({DB_NAME} is missing)")
+        path = root / DB_NAME
+        data = _workspace_data(root)
+        if (not path.is_file() or path.stat().st_size == 0) and (data or readonly):
+            raise _no_database(root, data, "missing" if not path.exists() else "empty")
         if not readonly:
             try:
                 root.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise WorkspaceError(f"{root}: cannot create the workspace: {e.strerror}") from e
+            if not writable(path):
+                raise cannot_write(root)
         ws = cls(root, app_lock=app_lock, readonly=readonly)
-        if ws._lock is not None:
-            ws._lock.acquire()
         try:
-            if not readonly:
-                migrate(ws.db, str(root / DB_NAME))
+            if ws._lock is not None:
+                ws._lock.acquire()
+            version = check(ws.db, str(path))
+            if version == 0 and (data or readonly):  # a database SQLite created, no tables
+                raise _no_database(root, data, "without tables")
+            if readonly and version < SCHEMA_VERSION:
+                raise WorkspaceError(
+                    f"{path}: written by an older medviewer; open it once for writing to upgrade"
+                )
+            if not readonly and migrate(ws.db, str(path)):
+                # Only a database that already held this workspace knows which blobs it uses.
                 ws.clean_leftovers()
         except BaseException:
             ws.close()
@@ -176,16 +194,7 @@ class Workspace:
         if conn is None:
             path = self.root / DB_NAME
             try:
-                # Each thread uses its own connection; close() may run on another thread.
-                if self.readonly:
-                    conn = sqlite3.connect(
-                        f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False
-                    )
-                else:
-                    conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.execute("PRAGMA synchronous=FULL")
-                conn.execute("PRAGMA foreign_keys=ON")
+                conn = connect(path, readonly=self.readonly)
             except sqlite3.Error as e:
                 raise WorkspaceError(f"{path}: cannot open the workspace database: {e}") from e
             conn.isolation_level = None  # explicit BEGIN/COMMIT only
@@ -385,6 +394,26 @@ class Workspace:
         if r is None:
             raise UnknownImage(f"{self.root}: no image with id {image_id}")
         return FrameRef(instance_from_json(r[0]), r[1])
+
+
+def _workspace_data(root: Path) -> list[str]:
+    """Which of WORKSPACE_DATA the folder holds (non-empty)."""
+    found = []
+    for name in WORKSPACE_DATA:
+        p = root / name
+        if (p.is_dir() and any(p.iterdir())) or (p.is_file() and p.stat().st_size):
+            found.append(name)
+    return found
+
+
+def _no_database(root: Path, data: list[str], state: str) -> NotAWorkspace:
+    if not data:
+        return NotAWorkspace(f"{root}: no medviewer workspace here ({DB_NAME} is {state})")
+    return NotAWorkspace(
+        f"{root}: holds workspace data ({', '.join(data)}) but its database {DB_NAME} is "
+        f"{state}; not starting a new workspace over it (its masks would count as unused): "
+        f"restore {DB_NAME} from a backup"
+    )
 
 
 def _put_image(db: sqlite3.Connection, series: int, position: int, ref: FrameRef) -> bool:
