@@ -19,7 +19,7 @@ from pydicom.uid import UID
 
 from medviewer.imaging.errors import ImageLoadError, NotAnImage, UnreadableFile, os_reason
 from medviewer.imaging.header import LONG_VRS, Header, Values, read_plain
-from medviewer.imaging.records import Instance
+from medviewer.imaging.records import Instance, Problem
 
 NOT_MEDICAL = "not a DICOM or image file"
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -72,17 +72,26 @@ def _read_without_meta(path: Path) -> Dataset:
     return ds
 
 
-def dicomdir_files(path: Path) -> list[Path]:
-    """The files a DICOMDIR references, resolved against its folder."""
+def dicomdir_files(path: Path) -> tuple[list[Path], list[Problem]]:
+    """The files a DICOMDIR references, resolved against its folder, and the references that
+    lead outside that folder (`..`, absolute paths, symlinks out): those are never opened."""
     ds = _quiet_read(path)
-    root = path.parent
-    files = []
+    root = path.parent.resolve()
+    files: list[Path] = []
+    outside: list[Problem] = []
     for record in ds.DirectoryRecordSequence:
-        ref = record.get("ReferencedFileID")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # odd CS values: converted lazily, here
+            ref = record.get("ReferencedFileID")
         if ref:
             parts = [ref] if isinstance(ref, str) else list(ref)
-            files.append(root.joinpath(*parts))
-    return files
+            file = path.parent.joinpath(*map(str, parts))
+            if file.resolve().is_relative_to(root):
+                files.append(file)
+            else:
+                reason = f"outside the folder of DICOMDIR {path}, not followed"
+                outside.append(Problem(file, reason))
+    return files, outside
 
 
 class _DatasetValues:

@@ -103,7 +103,8 @@ class Catalog:
 
     patients: list[Patient] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    skipped: list[Problem] = field(default_factory=list)  # readable, but not an image (SR, RT Plan)
+    # Not imported, by design: not an image (SR, RT Plan), not a regular file, outside a DICOMDIR.
+    skipped: list[Problem] = field(default_factory=list)
 
     def series(self) -> list[Series]:
         return [se for p in self.patients for st in p.studies for se in st.series]

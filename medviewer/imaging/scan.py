@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -13,8 +14,12 @@ from medviewer.imaging.records import Catalog, Instance, Problem
 from medviewer.imaging.series import group
 
 
-def _expand(paths: Iterable[Path | str], problems: list[Problem]) -> list[Path]:
-    """Every file under the given paths, plus the files DICOMDIRs reference; each once."""
+def _expand(
+    paths: Iterable[Path | str], problems: list[Problem], skipped: list[Problem]
+) -> list[Path]:
+    """Every regular file under the given paths, plus the files DICOMDIRs reference inside
+    their folders; each once. Anything else (a FIFO would block the read for ever, a device
+    never ends) is skipped with the reason, before any file is opened."""
     out: dict[Path, None] = {}
     for p in map(Path, paths):
         if p.is_dir():
@@ -23,21 +28,50 @@ def _expand(paths: Iterable[Path | str], problems: list[Problem]) -> list[Path]:
                 for name in sorted(files):
                     if not name.startswith("."):
                         out.setdefault(Path(root) / name)
-        elif p.is_file():
+        elif p.exists():
             out.setdefault(p)
         else:
             problems.append(Problem(p, "no such file or folder"))
-    for f in [f for f in out if f.name.upper() == "DICOMDIR"]:
+    found = dict.fromkeys(_regular(out, skipped))
+    for f in [f for f in found if f.name.upper() == "DICOMDIR"]:
         try:
-            for ref in dicom.dicomdir_files(f):
-                out.setdefault(ref)
+            refs, outside = dicom.dicomdir_files(f)
         except Exception as e:  # noqa: BLE001 - a broken index must not stop the import
             problems.append(Problem(f, f"DICOMDIR unreadable: {e}"))
+            continue
+        skipped.extend(outside)
+        # A missing reference is left in: describe_file reports it as missing.
+        found.update(dict.fromkeys(_regular([r for r in refs if r not in found], skipped)))
     # Resolve so the same file reached twice (folder walk and DICOMDIR) counts once.
     resolved: dict[Path, Path] = {}
-    for f in out:
+    for f in found:
         resolved.setdefault(f.resolve(), f)
     return list(resolved.values())
+
+
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _regular(paths: Iterable[Path], skipped: list[Problem]) -> list[Path]:
+    """The paths that are regular files (after symlinks) or do not exist; the rest skipped."""
+    kept = []
+    for path in paths:
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            kept.append(path)  # missing or unreadable: describe_file says which
+            continue
+        if stat.S_ISREG(mode):
+            kept.append(path)
+        else:
+            kind = next((name for test, name in _NOT_REGULAR if test(mode)), "not a file")
+            skipped.append(Problem(path, f"not a regular file: {kind}"))
+    return kept
 
 
 def describe_file(path: Path) -> Instance:
@@ -55,7 +89,7 @@ def scan(paths: Iterable[Path | str]) -> Catalog:
     """Index files and folders (recursively) and DICOMDIRs. Never raises for a bad file."""
     catalog = Catalog()
     instances: list[Instance] = []
-    for path in _expand(paths, catalog.problems):
+    for path in _expand(paths, catalog.problems, catalog.skipped):
         try:
             instances.append(describe_file(path))
         except NotAnImage as e:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pydicom
 import pytest
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from medviewer.imaging import ImageLoader, ImageLoadError, read_frames, scan, verify
+from medviewer.imaging import Catalog, ImageLoader, ImageLoadError, read_frames, scan, verify
 from medviewer.imaging import dicom as dicom_module
 from tests.conftest import sample_file
 from tests.imaging.helpers import write_ct_slice
@@ -261,3 +266,77 @@ def test_file_deleted_after_import(tmp_path: Path) -> None:
     path.unlink()
     with pytest.raises(ImageLoadError, match="no longer exists"):
         read_frames(inst)
+
+
+def _scan_in_time(paths: list[Path], seconds: float = 20) -> Catalog:
+    """scan() in a thread, so a read that blocks (a FIFO) fails the test instead of hanging it."""
+    result: list[Catalog] = []
+    worker = threading.Thread(target=lambda: result.append(scan(paths)), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert result, f"scan({paths}) still running after {seconds} s"
+    return result[0]
+
+
+def _dicomdir(path: Path, refs: list[str | list[str]]) -> Path:
+    """A DICOMDIR of IMAGE records referencing `refs` (ReferencedFileID as written)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "../" is no valid CS value: that is the point
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+        records = []
+        for ref in refs:
+            record = Dataset()
+            record.DirectoryRecordType = "IMAGE"
+            record.ReferencedFileID = ref
+            records.append(record)
+        ds.DirectoryRecordSequence = records
+        pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_fifo_in_a_folder_is_skipped_not_read(tmp_path: Path) -> None:
+    write_ct_slice(tmp_path / "a.dcm", np.zeros((4, 4), np.int16), series_uid="1.2.3")
+    os.mkfifo(tmp_path / "pipe.dcm")  # nobody writes: opening it for reading blocks
+    catalog = _scan_in_time([tmp_path])
+    assert [i.path.name for i in catalog.instances()] == ["a.dcm"]
+    assert [(p.path.name, p.reason) for p in catalog.skipped] == [
+        ("pipe.dcm", "not a regular file: a named pipe (FIFO)")
+    ]
+    assert catalog.problems == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_dicomdir_never_follows_a_reference_outside_its_folder(tmp_path: Path) -> None:
+    inside, outside = tmp_path / "disc", tmp_path / "elsewhere"
+    (inside / "IMG").mkdir(parents=True)
+    outside.mkdir()
+    write_ct_slice(inside / "IMG" / "1", np.zeros((4, 4), np.int16), series_uid="1.2.3")
+    write_ct_slice(outside / "2", np.zeros((4, 4), np.int16), series_uid="1.2.4")
+    os.mkfifo(inside / "IMG" / "PIPE")
+    (inside / "IMG" / "UP").symlink_to(outside / "2")
+    refs: list[str | list[str]] = [
+        ["IMG", "1"],
+        ["..", "elsewhere", "2"],
+        str(outside / "2"),
+        "/dev/zero",
+        ["IMG", "UP"],
+        ["IMG", "PIPE"],
+    ]
+    dicomdir = _dicomdir(inside / "DICOMDIR", refs)
+    catalog = _scan_in_time([dicomdir])
+    assert [i.path.name for i in catalog.instances()] == ["1"]
+    reasons = [(p.path.name, p.reason) for p in catalog.skipped]
+    followed = f"outside the folder of DICOMDIR {dicomdir}, not followed"
+    assert reasons == [
+        ("2", followed),
+        ("2", followed),
+        ("zero", followed),
+        ("UP", followed),
+        ("PIPE", "not a regular file: a named pipe (FIFO)"),
+    ]
+    assert catalog.problems == []
