@@ -21,6 +21,11 @@ def default_workspace() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME)) / "workspace"
 
 
+def debug() -> bool:
+    """MEDVIEWER_DEBUG=1: commands show the traceback of an error, not one line."""
+    return os.environ.get("MEDVIEWER_DEBUG", "") not in ("", "0")
+
+
 def cache_bytes() -> int:
     """Pixel cache cap: MEDVIEWER_CACHE_MB, else 1 GiB."""
     env = os.environ.get("MEDVIEWER_CACHE_MB")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -133,3 +134,55 @@ def test_a_frozen_app_runs_python_modules_itself(
         main([*command[1:], str(tmp_path / "missing.json")])
     assert ended.value.code == 1  # the training module ran: its own error event and exit code
     assert '"event": "error"' in capsys.readouterr().out
+
+
+def test_unexpected_error_is_one_line_with_a_hint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17: one top-level handler, so no command shows a traceback unless asked to."""
+
+    def broken(args: object) -> int:
+        raise RuntimeError("something nobody expected")
+
+    from medviewer.cli import imaging
+
+    monkeypatch.setattr(imaging, "cmd_info", broken)
+    monkeypatch.delenv("MEDVIEWER_DEBUG", raising=False)
+    assert main(["info", "."]) == 1
+    assert capsys.readouterr().err == (
+        "error: RuntimeError: something nobody expected (set MEDVIEWER_DEBUG=1 for the traceback)\n"
+    )
+    monkeypatch.setenv("MEDVIEWER_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="something nobody expected"):
+        main(["info", "."])
+
+
+def test_interrupt_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    from medviewer.cli import imaging
+
+    monkeypatch.setattr(imaging, "cmd_info", interrupted)
+    monkeypatch.delenv("MEDVIEWER_DEBUG", raising=False)
+    assert main(["info", "."]) == 130
+    assert capsys.readouterr().err == "\ninterrupted\n"
+
+
+def test_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    """`medviewer info ... | head`: BrokenPipeError traceback before (issue 17)."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        proc = subprocess.run(
+            [*python_module("medviewer.cli"), "info", str(sample_file("CT_small.dcm"))],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert (proc.returncode, proc.stderr) == (141, "")

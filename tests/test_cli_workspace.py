@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import time
 from pathlib import Path
 
 import cv2
@@ -12,6 +14,8 @@ import pytest
 
 from medviewer.cli import main
 from medviewer.workspace import Workspace
+from medviewer.workspace.store import DB_NAME
+from tests.workspace.test_opening import chmod_stops_writes, damage_database
 
 
 @pytest.fixture
@@ -102,8 +106,13 @@ def test_unknown_image_and_bad_workspace_are_one_line(
     assert capsys.readouterr().err.startswith(f"error: {imported}: no image with id 999")
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert main(["status", "--workspace", str(blocker / "ws")]) == 2
+    assert main(["import", str(tmp_path), "--workspace", str(blocker / "ws")]) == 2
     assert "cannot create the workspace" in capsys.readouterr().err
+    assert main(["status", "--workspace", str(tmp_path / "none")]) == 2  # reading creates none
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'none'}: no medviewer workspace here (medviewer.sqlite is missing)\n"
+    )
+    assert not (tmp_path / "none").exists()
 
 
 def test_workspace_from_environment(
@@ -127,3 +136,114 @@ def test_export_command(
     assert files and f"wrote {len(files)} file(s) to {out}" in printed
     suffix = {"dicom-seg": ".dcm", "png": ".png", "csv": ".csv"}[fmt]
     assert all(p.suffix == suffix for p in files)
+
+
+@pytest.fixture
+def with_masks(imported: Path) -> Path:
+    """The imported workspace with a mask on each image, aged past the clean-up's grace."""
+    with Workspace.open(imported) as ws:
+        for image_id in (1, 2, 3):
+            ws.revisions.save_mask(image_id, _label_map(image_id), source="human", author="dr")
+    old = time.time() - 3600
+    for f in (imported / "blobs").rglob("*.png"):
+        os.utime(f, (old, old))
+    return imported
+
+
+def _workspace_files(root: Path) -> dict[str, tuple[bytes, int]]:
+    sqlite_side_files = (f"{DB_NAME}-shm", f"{DB_NAME}-wal")  # a WAL reader may add these
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file() and p.name not in sqlite_side_files
+    }
+
+
+READING = [
+    ["status"],
+    ["status", "--json"],
+    ["history", "1"],
+    ["models", "list"],
+    ["export", "--format", "csv", "--out", "{out}/csv"],
+    ["export", "--format", "png", "--out", "{out}/png"],
+    ["export", "--format", "dicom-seg", "--out", "{out}/seg"],
+]
+
+
+def _run_all(commands: list[list[str]], ws: Path, out: Path) -> list[int]:
+    return [main([*(a.format(out=out) for a in argv), "--workspace", str(ws)]) for argv in commands]
+
+
+def test_emptied_or_deleted_database_is_an_error_and_no_mask_is_lost(
+    with_masks: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17: `: > medviewer.sqlite; medviewer status` made a new workspace, 0 image(s), and
+    deleted every mask."""
+    masks = sorted((with_masks / "blobs").rglob("*.png"))
+    assert len(masks) == 3
+    for lose in ("empty", "delete"):
+        db = with_masks / DB_NAME
+        db.write_bytes(b"") if lose == "empty" else db.unlink(missing_ok=True)
+        commands = [*READING, ["review", "1", "--approve", "--author", "a"], ["import", "."]]
+        assert _run_all(commands, with_masks, tmp_path) == [2] * len(commands)
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == len(commands)
+        assert all(line.startswith(f"error: {with_masks}: holds workspace data") for line in err)
+        assert sorted((with_masks / "blobs").rglob("*.png")) == masks
+
+
+def test_reading_commands_write_nothing(with_masks: Path, tmp_path: Path) -> None:
+    before = _workspace_files(with_masks)
+    assert _run_all(READING, with_masks, tmp_path) == [0] * len(READING)
+    assert _workspace_files(with_masks) == before
+
+
+def test_read_only_folder_reads_and_writing_commands_say_so(
+    with_masks: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 17, item 14: on a read-only mount every command failed, even `status`. The folder
+    is made unwritable with chmod where that stops this user, else (root) by telling the
+    opener so."""
+    if chmod_stops_writes(tmp_path):
+        for p in [with_masks, *with_masks.rglob("*")]:
+            p.chmod(p.stat().st_mode & ~0o222)
+    else:
+        from medviewer.workspace import connection
+
+        real = os.access
+        monkeypatch.setattr(connection.os, "access", lambda p, m: m != os.W_OK and real(p, m))
+    try:
+        before = _workspace_files(with_masks)
+        assert _run_all(READING, with_masks, tmp_path) == [0] * len(READING)
+        assert "3 image(s)" in capsys.readouterr().out
+        writing = [["review", "1", "--approve", "--author", "a"], ["models", "rollback", "m"]]
+        assert _run_all(writing, with_masks, tmp_path) == [2, 2]
+        assert (
+            capsys.readouterr().err.splitlines()
+            == [
+                f"error: {with_masks}: cannot write to this workspace (a read-only folder or no "
+                "permission); it can only be read"
+            ]
+            * 2
+        )
+        assert _workspace_files(with_masks) == before
+    finally:
+        for p in [with_masks, *with_masks.rglob("*")]:
+            p.chmod(p.stat().st_mode | 0o200)
+
+
+def test_damaged_database_is_one_line_naming_it(
+    with_masks: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17, item 7: 300 bytes overwritten mid-file gave sqlite3.DatabaseError tracebacks."""
+    damage_database(with_masks)
+    commands = [c for c in READING if c[0] in ("status", "export")]
+    assert _run_all(commands, with_masks, tmp_path) == [2] * len(commands)
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"error: {with_masks / DB_NAME}: the workspace database is damaged (database disk image "
+        "is malformed); restore it from a backup"
+    ] * len(commands)

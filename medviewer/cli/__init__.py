@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from medviewer import __version__
 from medviewer.cli import demo, gui, imaging, model_commands, training, workspace
+from medviewer.config import debug
 from medviewer.imaging import ImageLoadError
 from medviewer.inference.errors import InferenceError
 from medviewer.models.errors import ModelError
 from medviewer.processes import run_module_argv
+from medviewer.training.errors import TrainingError
 from medviewer.workspace import WorkspaceError
 
 
@@ -35,9 +38,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run_module_argv(argv):  # a frozen app's `python -m` (training jobs)
         return 0
     args = build_parser().parse_args(argv)
+    # The one place an error becomes what the user sees: never a traceback unless asked for.
     try:
-        return args.func(args)
-    except (ImageLoadError, WorkspaceError, ModelError, InferenceError) as e:
-        # Errors a user can meet are one line naming the file and reason, never a traceback.
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not as a warning at exit
+        return code
+    except BrokenPipeError:
+        # `medviewer status | head`: the reader has what it wanted. Exit as a command killed
+        # by SIGPIPE would (128 + 13), with nothing left for Python to flush at exit.
+        _stdout_to_devnull()
+        return 141
+    except KeyboardInterrupt:
+        if debug():
+            raise
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except (ImageLoadError, WorkspaceError, ModelError, InferenceError, TrainingError) as e:
+        if debug():
+            raise
+        # Errors a user can meet are one line naming the file and reason.
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # anything else is a bug: one line, the traceback on request
+        if debug():
+            raise
+        what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        print(f"error: {what} (set MEDVIEWER_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _stdout_to_devnull() -> None:
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):  # stdout is no file (captured in a test): nothing to flush
+        pass

@@ -17,8 +17,9 @@ from medviewer.config import default_workspace
 from medviewer.workspace import Workspace
 
 
-def _open(args: argparse.Namespace) -> Workspace:
-    return Workspace.open(args.workspace or default_workspace())
+def _open(args: argparse.Namespace, *, readonly: bool = False) -> Workspace:
+    """`models list` and `show` only read: read-only, so they work on a read-only folder."""
+    return Workspace.open(args.workspace or default_workspace(), readonly=readonly)
 
 
 def _when(t: float | None) -> str:
@@ -36,7 +37,7 @@ def main_metric(metrics: dict) -> float | None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    with _open(args) as ws:
+    with _open(args, readonly=True) as ws:
         versions = ws.models.list()
     if args.json:
         print(json.dumps([dataclasses.asdict(m) for m in versions], indent=1))
@@ -66,7 +67,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from medviewer.models.errors import ModelError
 
-    with _open(args) as ws:
+    with _open(args, readonly=True) as ws:
         versions = ws.models.list(args.name)
         if not versions:
             raise ModelError(f"no model {args.name} in {ws.root}")

@@ -12,8 +12,10 @@ from medviewer.config import default_workspace
 from medviewer.workspace import Workspace
 
 
-def _open(args: argparse.Namespace) -> Workspace:
-    return Workspace.open(args.workspace or default_workspace())
+def _open(args: argparse.Namespace, *, readonly: bool = False) -> Workspace:
+    """Commands that only read open read-only: they work on a read-only folder, write nothing,
+    and never create a workspace."""
+    return Workspace.open(args.workspace or default_workspace(), readonly=readonly)
 
 
 def _when(t: float | None) -> str:
@@ -50,7 +52,7 @@ def cmd_import_masks(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from medviewer.workspace.export import export_workspace
 
-    with _open(args) as ws:
+    with _open(args, readonly=True) as ws:
         report = export_workspace(ws, args.out, args.format, which=args.which)
     for note in report.notes:
         print(f"  note: {note}")
@@ -59,7 +61,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with _open(args) as ws:
+    with _open(args, readonly=True) as ws:
         counts = ws.revisions.counts()
         counts["models"] = [
             {"name": m.name, "version": m.version, "active": m.active, "metrics": m.metrics}
@@ -81,7 +83,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    with _open(args) as ws:
+    with _open(args, readonly=True) as ws:
         image = ws.find_image(args.image)
         revisions = ws.revisions.history(image.id)
     print(f"image {image.id}: {image.path} frame {image.frame + 1} ({image.status})")

@@ -108,7 +108,7 @@ def test_readonly_open_writes_nothing(with_masks: Path) -> None:
     assert {k: v for k, v in after.items() if k in before} == before
 
 
-def _chmod_stops_writes(tmp: Path) -> bool:
+def chmod_stops_writes(tmp: Path) -> bool:
     """False for root (unless run without CAP_DAC_OVERRIDE), who writes through chmod a-w."""
     probe = tmp / "probe"
     probe.mkdir()
@@ -123,7 +123,7 @@ def _chmod_stops_writes(tmp: Path) -> bool:
 
 
 def test_readonly_folder_reads_and_refuses_writes(with_masks: Path, tmp_path: Path) -> None:
-    if not _chmod_stops_writes(tmp_path):
+    if not chmod_stops_writes(tmp_path):
         pytest.skip("this user (root) writes through chmod a-w")
     try:
         for p in [with_masks, *with_masks.rglob("*")]:
@@ -159,7 +159,7 @@ def test_readonly_folder_decisions(with_masks: Path, monkeypatch: pytest.MonkeyP
         Workspace.open(with_masks, readonly=True)
 
 
-def _damage(root: Path) -> None:
+def damage_database(root: Path) -> None:
     """Overwrite the revisions table's first page, as a bad disk or copy would."""
     db = sqlite3.connect(root / DB_NAME)
     page = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'revisions'").fetchone()[0]
@@ -172,7 +172,7 @@ def _damage(root: Path) -> None:
 
 @pytest.mark.parametrize("readonly", [False, True])
 def test_damaged_database_is_one_error_naming_the_file(with_masks: Path, readonly: bool) -> None:
-    _damage(with_masks)
+    damage_database(with_masks)
     masks = _blobs(with_masks)
     with pytest.raises(DatabaseDamaged) as raised:
         with Workspace.open(with_masks, readonly=readonly) as ws:
