@@ -8,6 +8,7 @@ from pathlib import Path
 
 import platformdirs
 
+from medviewer.imaging.budget import DecodeBudget
 from medviewer.imaging.cache import DEFAULT_CACHE_BYTES
 
 APP_NAME = "medviewer"
@@ -44,7 +45,14 @@ def cache_bytes() -> int:
 class Settings:
     workspace: Path
     cache_bytes: int
+    # MEDVIEWER_MAX_FRAME_PIXELS, MEDVIEWER_MAX_FRAMES, MEDVIEWER_MAX_DECODED_MB; import and the
+    # loader read the same variables when not handed a budget (imaging.budget).
+    decode_budget: DecodeBudget
 
     @classmethod
     def from_env(cls) -> Settings:
-        return cls(workspace=default_workspace(), cache_bytes=cache_bytes())
+        return cls(
+            workspace=default_workspace(),
+            cache_bytes=cache_bytes(),
+            decode_budget=DecodeBudget.from_env(),
+        )

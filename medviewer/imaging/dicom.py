@@ -6,20 +6,23 @@ import functools
 import os
 import struct
 import warnings
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
 from pydicom.datadict import dictionary_description, tag_for_keyword
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
 from pydicom.tag import Tag
-from pydicom.uid import UID
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
+from medviewer.imaging.budget import DecodeBudget
 from medviewer.imaging.errors import ImageLoadError, NotAnImage, UnreadableFile, os_reason
 from medviewer.imaging.header import LONG_VRS, Header, Values, read_plain
-from medviewer.imaging.records import Instance, Problem
+from medviewer.imaging.records import Instance, Problem, frame_shape
 
 NOT_MEDICAL = "not a DICOM or image file"
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -43,10 +46,15 @@ def _quiet_read(path: Path, **kwargs: Any) -> Dataset:
 
 
 def read_dataset_header(path: Path) -> tuple[Dataset, int | None]:
-    """The dataset without pixel data, and the file offset where the PixelData element starts."""
+    """The dataset without pixel data, and the file offset where the PixelData element starts
+    (in a deflated file: its offset in the inflated dataset)."""
     try:
         with open(path, "rb") as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            meta = _file_meta(fp)
+            if meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+                return _read_deflated(path, fp, meta, header_only=True)
+            fp.seek(0)
             ds = pydicom.dcmread(fp, stop_before_pixels=True)
             offset = fp.tell()
             tag = fp.read(4)
@@ -56,6 +64,62 @@ def read_dataset_header(path: Path) -> tuple[Dataset, int | None]:
         return _read_without_meta(path), None
     except (OSError, EOFError, ValueError, struct.error, KeyError, TypeError) as e:
         raise UnreadableFile(path, f"DICOM header unreadable: {e}") from e
+
+
+def _file_meta(fp: BinaryIO) -> FileMetaDataset | None:
+    """The file meta of a file with a preamble, leaving fp at the dataset; None without one."""
+    if fp.read(132)[128:] != b"DICM":
+        return None
+    return pydicom.filereader._read_file_meta_info(fp)
+
+
+# pydicom inflates a Deflated Explicit VR Little Endian dataset whole before it reads a single
+# element, even to stop before the pixels: 1.4 MB of file can be 2 GB of zeros. These files
+# are inflated here a bounded amount at a time instead.
+_DEFLATED_HEADER_MAX = 16 << 20  # the inflated elements before PixelData (a few KB in practice)
+
+
+def _read_deflated(
+    path: Path, fp: BinaryIO, meta: FileMetaDataset, header_only: bool, pixel_bytes: int = 0
+) -> tuple[Dataset, int | None]:
+    """A deflated file's dataset (fp at its start) and the PixelData offset in it, inflating at
+    most the header's worth (header_only) or the header and `pixel_bytes`; UnreadableFile when
+    the dataset is larger than that."""
+    start = fp.tell()
+    limits = (
+        [1 << 18, _DEFLATED_HEADER_MAX] if header_only else [_DEFLATED_HEADER_MAX + pixel_bytes]
+    )
+    for limit in limits:
+        fp.seek(start)
+        data, complete = _inflate(path, fp, limit)
+        buf = DicomBytesIO(data)
+        stop = (lambda tag, vr, length: tag == 0x7FE00010) if header_only else None
+        dataset = pydicom.filereader.read_dataset(buf, False, True, stop_when=stop)
+        at = buf.tell()
+        reached = header_only and buf.read(4) == b"\xe0\x7f\x10\x00"
+        if reached or complete:
+            ds = FileDataset(str(path), dataset, None, meta, False, True)
+            return ds, at if reached else None
+    if header_only:
+        reason = f"the elements before its pixel data inflate to more than {limit >> 20} MB"
+    else:
+        reason = f"it inflates to more than {limit >> 20} MB, more than its header declares"
+    raise UnreadableFile(path, f"deflated dataset refused: {reason}")
+
+
+def _inflate(path: Path, fp: BinaryIO, limit: int) -> tuple[bytes, bool]:
+    """Up to `limit` bytes of the raw deflate stream from fp, and whether that is all of it."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = bytearray()
+    try:
+        while len(out) < limit and not inflater.eof:
+            chunk = inflater.unconsumed_tail or fp.read(1 << 16)
+            if not chunk:
+                return bytes(out), True  # a truncated stream: the element reads will say so
+            out += inflater.decompress(chunk, limit - len(out))
+    except zlib.error as e:
+        raise UnreadableFile(path, f"deflated dataset corrupt: {e}") from e
+    return bytes(out), inflater.eof
 
 
 def _read_without_meta(path: Path) -> Dataset:
@@ -163,6 +227,13 @@ def _require(values: Values, keyword: str, tag: str, path: Path) -> int:
     return value
 
 
+def _at_least_1(value: int, keyword: str, path: Path) -> None:
+    if value < 1:
+        tag = Tag(tag_for_keyword(keyword))
+        name = dictionary_description(tag)
+        raise UnreadableFile(path, f"{name} ({tag.group:04X},{tag.element:04X}) is {value}")
+
+
 def _optional_int(values: Values, keyword: str) -> int | None:
     """Numbers used only for ordering and display: an invalid one is ignored, not fatal."""
     value = values.get(keyword)
@@ -172,15 +243,16 @@ def _optional_int(values: Values, keyword: str) -> int | None:
         return None
 
 
-def describe(path: Path) -> Instance:
-    """Index one DICOM file from its header alone; raise UnreadableFile/NotAnImage with a reason."""
+def describe(path: Path, budget: DecodeBudget | None = None) -> Instance:
+    """Index one DICOM file from its header alone; raise UnreadableFile/NotAnImage with a reason
+    (OverBudget when the header declares more than `budget`, by default the configured one)."""
     with warnings.catch_warnings():
         # Values are converted lazily, so pydicom's warnings about odd ones come from here.
         warnings.simplefilter("ignore")
         # Plain little-endian files are read without pydicom, ~7x faster; read_plain leaves
         # anything unusual to pydicom. The same rules then apply to either header.
         header = read_plain(path) or _read_header(path)
-        return _instance_from_header(path, header)
+        return _instance_from_header(path, header, budget or DecodeBudget.from_env())
 
 
 def _read_header(path: Path) -> Header:
@@ -189,7 +261,7 @@ def _read_header(path: Path) -> Header:
     return Header(_DatasetValues(ds), pixel_data_at)
 
 
-def _instance_from_header(path: Path, header: Header) -> Instance:
+def _instance_from_header(path: Path, header: Header, budget: DecodeBudget) -> Instance:
     """describe()'s rules, whichever reader found the header: the Instance, or why there is none.
 
     The checks run in this order on purpose: a file with several faults reports the first.
@@ -216,12 +288,21 @@ def _instance_from_header(path: Path, header: Header) -> Instance:
     bits = _require(values, "BitsAllocated", "0028,0100", path)
     frames = _int(values, "NumberOfFrames", path, 1) or 1
     samples = _int(values, "SamplesPerPixel", path, 1) or 1
+    # What the decoders and the display can use; refused here, not at the first decode.
+    _at_least_1(rows, "Rows", path)
+    _at_least_1(columns, "Columns", path)
+    _at_least_1(frames, "NumberOfFrames", path)
+    if samples not in (1, 3):
+        raise UnreadableFile(path, f"{samples} samples per pixel (0028,0002): 1 or 3 are read")
+    if bits not in (8, 16, 32):
+        raise UnreadableFile(path, f"Bits Allocated (0028,0100) is {bits}: 8, 16 or 32 are read")
+    photometric = str(values.get("PhotometricInterpretation", "MONOCHROME2"))
+    budget.check(path, frames, frame_shape(rows, columns, samples, photometric), bits)
     _check_decoder(ts, path)
 
-    photometric = str(values.get("PhotometricInterpretation", "MONOCHROME2"))
     raw_dtype = None
     offset = None
-    if not ts.is_compressed:
+    if not ts.is_compressed and not ts.is_deflated:  # deflated: no file offsets to read
         # The fast reader has the element from its buffer already; pydicom's reader does not.
         offset, length = header.pixel_element or _native_element(path, header.pixel_data_at, ts)
         # YBR_FULL_422 stores two samples per pixel in native syntaxes (PS3.5 8.2.1).
@@ -327,7 +408,7 @@ def read_frames(instance: Instance) -> np.ndarray:
         return read_native(instance)
     path = instance.path
     try:
-        ds = _quiet_read(path, force=True)
+        ds = _read_pixel_dataset(instance)
         if "TransferSyntaxUID" not in ds.file_meta:
             ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
         with warnings.catch_warnings():
@@ -337,11 +418,27 @@ def read_frames(instance: Instance) -> np.ndarray:
                 arr = pydicom.pixels.apply_color_lut(arr, ds)
     except (FileNotFoundError, PermissionError) as e:
         raise ImageLoadError(path, os_reason(e)) from e
+    except UnreadableFile as e:
+        raise ImageLoadError(path, e.reason) from e
     except Exception as e:
         raise ImageLoadError(path, _decode_reason(e, instance.transfer_syntax_name)) from e
     if instance.frames == 1:
         arr = arr[np.newaxis]
     return arr
+
+
+def _read_pixel_dataset(instance: Instance) -> Dataset:
+    """The whole dataset; a deflated one inflated no further than its header's pixels."""
+    if instance.transfer_syntax != DeflatedExplicitVRLittleEndian:
+        return _quiet_read(instance.path, force=True)
+    with open(instance.path, "rb") as fp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        meta = _file_meta(fp)
+        if meta is None:
+            raise UnreadableFile(instance.path, "file meta missing")
+        pixels = instance.frames * instance.rows * instance.columns * instance.samples_per_pixel
+        limit = pixels * instance.bits_allocated // 8
+        return _read_deflated(instance.path, fp, meta, header_only=False, pixel_bytes=limit)[0]
 
 
 def read_native(instance: Instance) -> np.ndarray:

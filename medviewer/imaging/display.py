@@ -126,11 +126,14 @@ def info_from_dataset(ds: Dataset, frame: int = 0) -> DisplayInfo:
         ws = list(widths) if isinstance(widths, pydicom.multival.MultiValue) else [widths]
         names = voi.get("WindowCenterWidthExplanation") or []
         names = [names] if isinstance(names, str) else list(names)
-        info.windows = tuple(
-            Window(float(c), float(w), names[i] if i < len(names) else "header")
-            for i, (c, w) in enumerate(zip(cs, ws))
-            if float(w) >= 1
-        )
+        try:
+            info.windows = tuple(
+                Window(float(c), float(w), names[i] if i < len(names) else "header")
+                for i, (c, w) in enumerate(zip(cs, ws))
+                if float(w) >= 1
+            )
+        except (TypeError, ValueError):
+            pass  # a garbled window, like a garbled rescale: shown with a percentile window
     info.voi_function = str(voi.get("VOILUTFunction", "LINEAR")).upper() or "LINEAR"
     return info
 

@@ -10,6 +10,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from medviewer.imaging import dicom, raster
+from medviewer.imaging.budget import DecodeBudget, OverBudget
 from medviewer.imaging.cache import DEFAULT_CACHE_BYTES, PixelCache
 from medviewer.imaging.display import DisplayInfo, Image, info_from_dataset
 from medviewer.imaging.errors import ImageLoadError, os_reason
@@ -21,14 +22,19 @@ _HEADERS_KEPT = 256
 class ImageLoader:
     """Loads frames for display, decoding each file once and keeping pixels in a PixelCache."""
 
-    def __init__(self, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+    def __init__(
+        self, cache_bytes: int = DEFAULT_CACHE_BYTES, budget: DecodeBudget | None = None
+    ) -> None:
         self.cache = PixelCache(cache_bytes)
+        self.budget = budget or DecodeBudget.from_env()
         self._headers: OrderedDict[str, Dataset] = OrderedDict()
         self._lock = threading.Lock()
 
     def frames(self, instance: Instance) -> np.ndarray:
         """Every frame of an instance (frames, rows, columns[, 3]), from the cache when there."""
-        return self.cache.get_or_load(("frames", str(instance.path)), lambda: read_frames(instance))
+        return self.cache.get_or_load(
+            ("frames", str(instance.path)), lambda: read_frames(instance, self.budget)
+        )
 
     def image(self, ref: FrameRef) -> Image:
         """One frame with its display parameters."""
@@ -58,8 +64,12 @@ class ImageLoader:
         return ds
 
 
-def read_frames(instance: Instance) -> np.ndarray:
-    """Decode all frames of one file (DICOM or raster); raises ImageLoadError with a reason."""
+def read_frames(instance: Instance, budget: DecodeBudget | None = None) -> np.ndarray:
+    """Decode all frames of one file (DICOM or raster); raises ImageLoadError with a reason.
+
+    The decode budget (by default the configured one) is checked first: an image indexed
+    before the budget existed, or under a larger one, is refused before any allocation."""
+    _within(instance, budget or DecodeBudget.from_env())
     try:
         arr = (
             raster.read_pixels(instance)
@@ -76,14 +86,27 @@ def read_frames(instance: Instance) -> np.ndarray:
     return arr
 
 
-def load_volume(series: Series | Sequence[Instance]) -> np.ndarray:
+def _within(instance: Instance, budget: DecodeBudget) -> None:
+    try:
+        budget.check_instance(instance)
+    except OverBudget as e:
+        raise ImageLoadError(e.path, e.reason) from None
+
+
+def load_volume(
+    series: Series | Sequence[Instance], budget: DecodeBudget | None = None
+) -> np.ndarray:
     """All frames of a series stacked into one array (slices, rows, columns) in display order.
 
     Native little-endian files are read straight into the output array, skipping pydicom.
+    Each file is held to the decode budget (by default the configured one).
     """
     instances = series.instances if isinstance(series, Series) else list(series)
     if not instances:
         raise ValueError("series has no instances")
+    budget = budget or DecodeBudget.from_env()
+    for inst in instances:
+        _within(inst, budget)
     first = instances[0]
     total = sum(i.frames for i in instances)
     shapes = {i.shape for i in instances}
@@ -102,7 +125,7 @@ def load_volume(series: Series | Sequence[Instance]) -> np.ndarray:
             dicom.fix_stored_bits(part, inst.bits_stored, out=part)
             k += inst.frames
         return out.astype(out.dtype.newbyteorder("="), copy=False)
-    parts = [read_frames(i) for i in instances]
+    parts = [read_frames(i, budget) for i in instances]
     return np.concatenate(parts, axis=0)
 
 

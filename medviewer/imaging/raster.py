@@ -9,9 +9,14 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
+from medviewer.imaging.budget import DecodeBudget
 from medviewer.imaging.dicom import NOT_MEDICAL
 from medviewer.imaging.errors import ImageLoadError, UnreadableFile
 from medviewer.imaging.records import Instance
+
+# The decode budget, checked from the header in describe(), decides how large an image may be:
+# Pillow's own fixed limit would warn at 89 and refuse at 179 megapixels whatever it is set to.
+PILImage.MAX_IMAGE_PIXELS = None
 
 # Magic bytes decide, not the file name: clinicians' folders are full of odd extensions.
 _MAGIC = {
@@ -37,8 +42,9 @@ def sniff(path: Path) -> str | None:
     return None
 
 
-def describe(path: Path) -> Instance:
-    """Index a raster image from its header (Pillow reads headers lazily; no decode)."""
+def describe(path: Path, budget: DecodeBudget) -> Instance:
+    """Index a raster image from its header (Pillow reads headers lazily; no decode); OverBudget
+    when its size is over the decode budget."""
     fmt = sniff(path)
     if fmt is None:
         raise UnreadableFile(path, NOT_MEDICAL)
@@ -51,7 +57,7 @@ def describe(path: Path) -> Instance:
         raise UnreadableFile(path, f"{fmt} header unreadable: {e}") from e
     samples = {"RGB": 3, "RGBA": 3, "P": 3, "CMYK": 3, "YCbCr": 3}.get(mode, 1)
     folder = str(path.parent.resolve())
-    return Instance(
+    instance = Instance(
         path=path,
         kind="raster",
         sop_instance_uid=str(path.resolve()),
@@ -69,6 +75,8 @@ def describe(path: Path) -> Instance:
         series_description=path.parent.name,
         transfer_syntax_name=fmt + (f" ({frames} pages, first used)" if frames > 1 else ""),
     )
+    budget.check_instance(instance)
+    return instance
 
 
 def read_pixels(instance: Instance) -> np.ndarray:

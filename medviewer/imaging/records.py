@@ -46,9 +46,14 @@ class Instance:
     @property
     def shape(self) -> tuple[int, ...]:
         """Shape of one decoded frame: (rows, columns) grey or (rows, columns, 3) colour."""
-        if self.samples_per_pixel > 1 or self.photometric == "PALETTE COLOR":
-            return (self.rows, self.columns, 3)  # palette colour is decoded to RGB
-        return (self.rows, self.columns)
+        return frame_shape(self.rows, self.columns, self.samples_per_pixel, self.photometric)
+
+
+def frame_shape(rows: int, columns: int, samples: int, photometric: str) -> tuple[int, ...]:
+    """Shape of one decoded frame: (rows, columns) grey or (rows, columns, 3) colour."""
+    if samples > 1 or photometric == "PALETTE COLOR":
+        return (rows, columns, 3)  # palette colour is decoded to RGB
+    return (rows, columns)
 
 
 @dataclass(frozen=True)

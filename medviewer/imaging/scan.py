@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from medviewer.imaging import dicom, raster
+from medviewer.imaging.budget import DecodeBudget
 from medviewer.imaging.errors import ImageLoadError, NotAnImage, UnreadableFile
 from medviewer.imaging.loading import ImageLoader
 from medviewer.imaging.records import Catalog, Instance, Problem
@@ -74,24 +75,30 @@ def _regular(paths: Iterable[Path], skipped: list[Problem]) -> list[Path]:
     return kept
 
 
-def describe_file(path: Path) -> Instance:
-    """Header record of one file, DICOM or raster; raises UnreadableFile or NotAnImage."""
+def describe_file(path: Path, budget: DecodeBudget | None = None) -> Instance:
+    """Header record of one file, DICOM or raster; raises UnreadableFile (OverBudget when the
+    header declares more than `budget`, by default the configured one) or NotAnImage."""
+    budget = budget or DecodeBudget.from_env()
     if not path.exists():
         raise UnreadableFile(path, "no such file (it was referenced but is missing)")
     if raster.sniff(path) is not None:
-        return raster.describe(path)
+        return raster.describe(path, budget)
     if path.stat().st_size == 0:
         raise UnreadableFile(path, "empty file")
-    return dicom.describe(path)
+    return dicom.describe(path, budget)
 
 
-def scan(paths: Iterable[Path | str]) -> Catalog:
-    """Index files and folders (recursively) and DICOMDIRs. Never raises for a bad file."""
+def scan(paths: Iterable[Path | str], budget: DecodeBudget | None = None) -> Catalog:
+    """Index files and folders (recursively) and DICOMDIRs. Never raises for a bad file.
+
+    A file whose header declares more than the decode budget (by default the configured one)
+    is refused with the setting to raise."""
+    budget = budget or DecodeBudget.from_env()
     catalog = Catalog()
     instances: list[Instance] = []
     for path in _expand(paths, catalog.problems, catalog.skipped):
         try:
-            instances.append(describe_file(path))
+            instances.append(describe_file(path, budget))
         except NotAnImage as e:
             if path.name.upper() != "DICOMDIR":
                 catalog.skipped.append(Problem(path, e.reason))
