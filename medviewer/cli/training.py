@@ -8,6 +8,7 @@ prints its JSON-lines progress for people. A killed run resumes with `--resume j
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 from medviewer.config import default_workspace
 from medviewer.processes import python_module
 from medviewer.training.errors import TrainingError
-from medviewer.training.jobs import KIND
+from medviewer.training.jobs import KIND, job_folder, stopped_unexpectedly
 from medviewer.training.protocol import (
     JOB_FILE,
     LOSSES,
@@ -77,12 +78,12 @@ def _show(event: Event) -> None:
 
 def _write_job(ws: Workspace, args: argparse.Namespace) -> tuple[int, Path]:
     job = ws.jobs.create(KIND, args.model)
-    folder = ws.root / "jobs" / str(job.id)
+    folder = job_folder(ws, job.id)
     folder.mkdir(parents=True, exist_ok=True)
     request = JobRequest.create(
         ws.root.resolve(),
         args.model,
-        (folder / "run").resolve(),
+        folder / "run",
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -113,6 +114,7 @@ def _run(
     if in_process:
         from medviewer.training.__main__ import main
 
+        on_start(os.getpid())
         return main([str(job_file)], emit=emit), (last or [None])[0]
     cmd = [*python_module("medviewer.training"), str(job_file)]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1) as proc:
@@ -131,7 +133,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     with Workspace.open(args.workspace or default_workspace()) as ws:
         if args.resume:
             folder = Path(args.resume)
-            job_file = folder / JOB_FILE if folder.is_dir() else folder
+            # Absolute: a job is known as its trainer's by the job file on its command line.
+            job_file = (folder / JOB_FILE if folder.is_dir() else folder).resolve()
             job_id = int(job_file.parent.name) if job_file.parent.name.isdigit() else None
         else:
             if not args.model:
@@ -142,25 +145,27 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(f"medviewer train: {e}", file=sys.stderr)
                 return 2
         print(f"job {job_file.parent}", file=sys.stderr)
-        if job_id is not None:
-            ws.jobs.update(job_id, state="running")
+        resume = f"continue with `medviewer train --resume {job_file.parent}`"
+
+        def running(pid: int) -> None:
+            # Running only with its pid: a running job without one would read as interrupted.
+            if job_id is not None:
+                ws.jobs.update(job_id, state="running", pid=pid)
+
         try:
-            code, last = _run(
-                job_file,
-                args.in_process,
-                lambda pid: job_id is not None and ws.jobs.update(job_id, pid=pid),
-            )
+            code, last = _run(job_file, args.in_process, running)
         except KeyboardInterrupt:
             if job_id is not None:
                 ws.jobs.update(job_id, state="cancelled", message="interrupted")
-            print(
-                f"\ninterrupted; continue with `medviewer train --resume {job_file.parent}`",
-                file=sys.stderr,
-            )
+            print(f"\ninterrupted; {resume}", file=sys.stderr)
             return 130
         ok = code == 0 and isinstance(last, Done)
+        if isinstance(last, (Done, Error)):
+            message = last.message  # an error event was printed as it came
+        else:
+            message = stopped_unexpectedly(code)
+            print(f"error: {message}; {resume}", file=sys.stderr)
         if job_id is not None:
-            message = last.message if isinstance(last, (Done, Error)) else f"exit code {code}"
             ws.jobs.update(
                 job_id,
                 state="finished" if ok else "failed",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from medviewer.cli.imaging import print_catalog
 from medviewer.config import default_workspace
+from medviewer.training.jobs import KIND, as_it_stands, job_folder
 from medviewer.workspace import Workspace
 
 
@@ -67,6 +68,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             {"name": m.name, "version": m.version, "active": m.active, "metrics": m.metrics}
             for m in ws.models.list()
         ]
+        jobs = [as_it_stands(ws, j) for j in ws.jobs.list()]
+        counts["jobs"] = [
+            {"id": j.id, "kind": j.kind, "model": j.model_name, "state": j.state,
+             "pid": j.pid, "message": j.message, "folder": str(job_folder(ws, j.id))}
+            for j in jobs
+        ]  # fmt: skip
     if args.json:
         print(json.dumps(counts, indent=2))
         return 0
@@ -79,6 +86,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  {r['kind']} from {r['source']}{model}: {counted}")
     for m in counts["models"]:
         print(f"  model {m['name']} {m['version']}{' (active)' if m['active'] else ''}")
+    finished = sum(j["state"] == "finished" for j in counts["jobs"])
+    if finished:
+        print(f"  jobs finished: {finished}")
+    for j in counts["jobs"]:  # the others, each with what to do about it
+        what = f"  job {j['id']} {j['kind']} {j['model'] or ''}".rstrip()
+        if j["state"] == "running":
+            print(f"{what}: running (pid {j['pid']})")
+        elif j["state"] != "finished":
+            why = f" ({j['message']})" if j["message"] else ""
+            resume = f"; resume with `medviewer train --resume {j['folder']}`"
+            can_resume = j["kind"] == KIND and j["state"] in ("failed", "cancelled")
+            print(f"{what}: {j['state']}{why}{resume if can_resume else ''}")
     return 0
 
 

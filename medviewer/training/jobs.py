@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +58,9 @@ KIND = "training"
 STDOUT, STDERR = "stdout.log", "stderr.log"
 TRAINER = tuple(python_module("medviewer.training"))
 OUT_OF_MEMORY = "training ran out of memory; try a smaller batch size"
-APP_DIED = "the app closed or crashed while it ran"
+# A job recorded as running whose process is gone: whoever ran it (the app, `medviewer train`)
+# closed, crashed or was killed before it could record how the job ended.
+APP_DIED = "interrupted: its process ended while nobody was there to record how"
 _OOM_SIGNS = ("out of memory", "can't allocate memory", "signal 9 (sigkill)", "memoryerror")
 _POLL = 0.05  # seconds between looks at a quiet log
 
@@ -118,7 +120,7 @@ class JobManager:
         self._listeners.remove(listener)
 
     def folder(self, job_id: int) -> Path:
-        return self.ws.root.resolve() / "jobs" / str(job_id)
+        return job_folder(self.ws, job_id)
 
     def start(self, model: str, **options: Any) -> JobRecord:
         """Write the job file and start the trainer on it; one job per model at a time.
@@ -237,25 +239,22 @@ class JobManager:
                 run.reader.join(1.0)
 
     def recover(self) -> list[JobRecord]:
-        """Settle jobs a previous app left "running": follow those still alive, mark the rest
-        finished (their run folder holds a result) or failed."""
+        """Settle jobs a previous app left "running": follow those still alive, save how the
+        rest ended (as_it_stands)."""
         settled = []
         for job in self.ws.jobs.list("running") + self.ws.jobs.list("queued"):
             if job.kind != KIND or job.id in self._runs:
                 continue
-            folder = self.folder(job.id)
-            if job.state == "running" and job.pid and is_our_job(job.pid, folder / JOB_FILE):
+            now = as_it_stands(self.ws, job)
+            if now.state == job.state:  # still running
+                folder = self.folder(job.id)
                 self._follow(_JobRun(job.id, job.model_name or "", folder, job.pid, None))
                 continue
-            result = read_result(folder)
-            if result is not None:
-                settled.append(
-                    self.ws.jobs.update(
-                        job.id, state="finished", progress=result.to_dict(), message=result.message
-                    )
+            settled.append(
+                self.ws.jobs.update(
+                    job.id, state=now.state, progress=now.progress, message=now.message
                 )
-            else:
-                settled.append(self.ws.jobs.update(job.id, state="failed", message=APP_DIED))
+            )
         return settled
 
     # -- processes ---------------------------------------------------------------------
@@ -391,15 +390,12 @@ class JobManager:
         if said:
             return "failed", str(said), error
         if code is None:  # adopted after a restart: no exit code to read
-            result = read_result(run.folder)
+            result = _result(run.folder)
             if result is not None:
                 return "finished", result.message, result.to_dict()
             return "failed", APP_DIED + (f": {_last_lines(stderr)}" if stderr else ""), None
-        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-        if code == 0:
-            how = "it ended without a result"
         detail = _last_lines(stderr) or _last_lines("\n".join(run.lines)) or "no error output"
-        return "failed", f"training stopped unexpectedly ({how}): {detail}", None
+        return "failed", f"{stopped_unexpectedly(code)}: {detail}", None
 
     def _save(self, job_id: int, **fields: Any) -> None:
         try:
@@ -413,6 +409,52 @@ class JobManager:
                 listener(job_id, event)
             except Exception:
                 log.exception("job %s: listener %r failed", job_id, listener)
+
+
+# -- how a job stands ----------------------------------------------------------------------
+
+
+def job_folder(ws: Workspace, job_id: int) -> Path:
+    """`jobs/<id>` in the workspace: the job file, logs and (for the app's jobs) the run."""
+    return ws.root.resolve() / "jobs" / str(job_id)
+
+
+def as_it_stands(ws: Workspace, job: JobRecord) -> JobRecord:
+    """The job as it really stands. One recorded as queued or running whose process is gone
+    (not alive, or alive but running something else now) has ended: finished when its run
+    folder holds a result, else failed (APP_DIED). Reads only: `medviewer status` shows this,
+    JobManager.recover saves it."""
+    if job.kind != KIND or job.state not in ("queued", "running"):
+        return job
+    folder = job_folder(ws, job.id)
+    if job.state == "running" and job.pid and is_our_job(job.pid, folder / JOB_FILE):
+        return job
+    result = _result(folder)
+    if result is not None:
+        return replace(job, state="finished", progress=result.to_dict(), message=result.message)
+    return replace(job, state="failed", message=APP_DIED)
+
+
+def stopped_unexpectedly(code: int) -> str:
+    """Why a trainer that left no result and no error event ended, from its exit code."""
+    if code < 0:
+        try:
+            how = f"killed by signal {-code}, {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+    else:
+        how = f"exit code {code}" if code else "it ended without a result"
+    return f"training stopped unexpectedly ({how})"
+
+
+def _result(folder: Path) -> Done | None:
+    """The result a job's trainer saved in its run folder: the job folder itself for the
+    app's jobs, the job file's run_dir (`run/`) for those of `medviewer train`."""
+    try:
+        run_dir = JobRequest.read(folder / JOB_FILE).run_dir
+    except TrainingError:  # no job file (any more): look in the job folder
+        run_dir = None
+    return read_result(Path(run_dir) if run_dir else folder)
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from medviewer.processes import is_our_job, pid_alive
-from medviewer.training.jobs import APP_DIED, OUT_OF_MEMORY, JobError, JobManager
+from medviewer.training.jobs import APP_DIED, OUT_OF_MEMORY, JobError, JobManager, as_it_stands
 from medviewer.training.protocol import Event, JobRequest
 from medviewer.workspace import Workspace
 
@@ -270,3 +270,61 @@ def test_resume_runs_a_failed_job_again_on_its_folder(ws: Workspace, tmp_path: P
     assert heard.kinds(job.id) == ["error", "ended", "done", "ended"]
     with pytest.raises(JobError, match="only a failed or cancelled job"):
         jobs.resume(job.id)
+
+
+def test_status_shows_a_job_whose_process_died_as_interrupted(
+    ws: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17, item 15: after `kill -9` of `medviewer train` its job stayed "running" with a
+    dead pid until resumed. How it stands is read, not saved, so `status` can say it read-only."""
+    from medviewer.cli import main
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = ws.jobs.create("training", "lesion")
+    ws.jobs.update(dead.id, state="running", pid=gone.pid)
+    alive = ws.jobs.create("training", "chest")
+    folder = ws.root.resolve() / "jobs" / str(alive.id)
+    folder.mkdir(parents=True)
+    runner = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", str(folder / "job.json")]
+    )
+    try:
+        ws.jobs.update(alive.id, state="running", pid=runner.pid)
+        assert [as_it_stands(ws, j).state for j in ws.jobs.list()] == ["failed", "running"]
+        assert main(["status", "--workspace", str(ws.root)]) == 0
+        out = capsys.readouterr().out
+        assert f"job {dead.id} training lesion: failed ({APP_DIED}); resume with" in out
+        assert f"job {alive.id} training chest: running (pid {runner.pid})" in out
+        assert main(["status", "--workspace", str(ws.root), "--json"]) == 0
+        jobs = json.loads(capsys.readouterr().out)["jobs"]
+        assert [(j["id"], j["state"]) for j in jobs] == [(dead.id, "failed"), (alive.id, "running")]
+    finally:
+        runner.kill()
+        runner.wait()
+    assert ws.jobs.get(dead.id).state == "running"  # status only reads; the app's recover saves
+
+
+def test_train_says_how_a_killed_trainer_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17, item 15: a trainer killed under `medviewer train` ended it with exit code 1,
+    no message and no reason recorded."""
+    from medviewer.cli import main
+    from medviewer.cli import training as train_command
+
+    body = """\
+    emit(event="start", epochs=1, train_images=4, val_images=1, negatives=1, device="cpu")
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+    command = fake(tmp_path, body)
+    monkeypatch.setattr(train_command, "python_module", lambda module: command)
+    ws_dir = tmp_path / "ws"
+    Workspace.open(ws_dir).close()
+    assert main(["train", "--workspace", str(ws_dir), "--model", "lesion"]) == 1
+    said = "training stopped unexpectedly (killed by signal 9, SIGKILL)"
+    err = capsys.readouterr().err
+    assert f"error: {said}; continue with `medviewer train --resume {ws_dir / 'jobs' / '1'}`" in err
+    with Workspace.open(ws_dir, readonly=True) as ws:
+        (job,) = ws.jobs.list()
+    assert (job.state, job.message) == ("failed", said)
