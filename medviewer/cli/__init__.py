@@ -41,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The one place an error becomes what the user sees: never a traceback unless asked for.
     try:
         code = args.func(args)
-        sys.stdout.flush()  # a closed pipe shows here, not as a warning at exit
+        if sys.stdout is not None:  # None in a windowed app
+            sys.stdout.flush()  # a closed pipe shows here, not as a warning at exit
         return code
     except BrokenPipeError:
         # `medviewer status | head`: the reader has what it wanted. Exit as a command killed
