@@ -49,20 +49,42 @@ def _read_map(csv_path: Path) -> dict[str, str]:
     return {Path(r["mask"]).name: r["image"] for r in rows}
 
 
-def _match_by_stem(ws: Workspace, stem: str) -> int:
-    ids = [
-        r[0]
-        for r in ws.db.execute(
-            "SELECT id FROM images WHERE frame = 0 AND (sop_instance_uid = ? OR path LIKE ?"
-            " OR path LIKE ?)",
-            (stem, f"%/{stem}.%", f"%/{stem}"),
-        )
-    ]
-    if not ids:
+class _ImageNames:
+    """Frame-0 images by SOP Instance UID, file name and file name less its last suffix, read
+    once per import. Names are compared exactly, case included: a mask file name is no pattern
+    (`plai_` or `%` match nothing), and `PLAIN.png` is not taken for `plain.dcm`, which on a
+    case-sensitive file system is another file; the error names the near miss instead."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.exact: dict[str, set[int]] = {}  # SOP Instance UID or whole file name
+        self.stem: dict[str, set[int]] = {}  # file name less its last suffix
+        self.folded: dict[str, set[str]] = {}  # lower-case key -> file names, for the message
+        for image_id, path, uid in ws.db.execute(
+            "SELECT id, path, sop_instance_uid FROM images WHERE frame = 0"
+        ):
+            name = Path(path).name
+            self.exact.setdefault(uid, set()).add(image_id)
+            self.exact.setdefault(name, set()).add(image_id)
+            self.stem.setdefault(Path(name).stem, set()).add(image_id)
+            for key in (name, Path(name).stem):
+                self.folded.setdefault(key.casefold(), set()).add(name)
+
+    def match(self, stem: str) -> int:
+        """The one image a mask named `stem`.png belongs to: an exact SOP Instance UID or file
+        name first, else a file name with one suffix added (`plain` -> `plain.dcm`)."""
+        ids = self.exact.get(stem) or self.stem.get(stem) or set()
+        if len(ids) > 1:
+            raise UnknownImage(f"{stem!r} matches {len(ids)} images; give a CSV map (--map)")
+        if ids:
+            return next(iter(ids))
+        near = sorted(self.folded.get(stem.casefold(), ()))
+        if near:
+            raise UnknownImage(
+                f"no image whose file name or SOP Instance UID is {stem!r}; it differs only in "
+                f"case from {', '.join(near)} (names must match exactly; rename the mask or give "
+                "a CSV map, --map)"
+            )
         raise UnknownImage(f"no image whose file name or SOP Instance UID is {stem!r}")
-    if len(ids) > 1:
-        raise UnknownImage(f"{stem!r} matches {len(ids)} images; give a CSV map (--map)")
-    return ids[0]
 
 
 def import_masks(
@@ -84,16 +106,17 @@ def import_masks(
         model_ref = (chosen.name, chosen.version)
         num_classes = len(chosen.classes) or None
     by_name = _read_map(mapping) if mapping else {}
+    names = None if by_name else _ImageNames(ws)
     results = []
     for path in sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in MASK_SUFFIXES):
         image_id = None
         try:
-            if by_name:
-                if path.name not in by_name:
-                    raise UnknownImage(f"not listed in {mapping}")
-                image_id = ws.find_image(by_name[path.name]).id
+            if names is not None:
+                image_id = names.match(path.stem)
+            elif path.name not in by_name:
+                raise UnknownImage(f"not listed in {mapping}")
             else:
-                image_id = _match_by_stem(ws, path.stem)
+                image_id = ws.find_image(by_name[path.name]).id
             mask = read_label_map(path)
             rev = ws.revisions.save_mask(
                 image_id,
