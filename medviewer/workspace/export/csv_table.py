@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,19 @@ COLUMNS = (
     "confirmed_time",
 )
 PIXELS = "pixels_"  # then one column per class name, in order of first appearance
+# A cell a spreadsheet would run as a formula (OWASP, CSV injection); text only.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def cell(value: Any) -> Any:
+    """A text value a spreadsheet shows as text: one starting like a formula gets a leading
+    single quote (`=1+1` -> `'=1+1`). Patient IDs, author and label names come from files
+    and users, so an export must never carry a formula. Numbers, and text that is a plain
+    number such as "-12", stay as they are: they compute nothing."""
+    if isinstance(value, str) and value.startswith(FORMULA_START) and not NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def iso_time(t: float | None) -> str:
@@ -112,7 +126,7 @@ def export_csv(ws: Workspace, out_dir: Path, which: str, report: ExportReport) -
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, [*COLUMNS, *class_columns], restval="")
     writer.writeheader()
-    writer.writerows(records)
+    writer.writerows({k: cell(v) for k, v in r.items()} for r in records)
     try:
         atomic_write_text(path, text.getvalue())
     except OSError as e:
