@@ -122,7 +122,8 @@ class Revisions:
         parent_id: int | None = None,
         num_classes: int | None = None,
     ) -> Revision:
-        """Store a uint8 label map at the image's native size as a new revision."""
+        """Store a uint8 label map at the image's native size as a new revision; an AI
+        proposal is stored once per model version (see `_insert`)."""
         image = self.ws.image(image_id)
         if mask.ndim != 2 or mask.shape != (image.rows, image.columns):
             raise MaskMismatch(
@@ -212,6 +213,18 @@ class Revisions:
             payload, summary,
         )  # fmt: skip
         with self.ws.transaction(f"save the {kind} of image {image_id}") as db:
+            # One AI revision per (image, kind, model, version): two `infer` runs at once both
+            # find the image undone; the check and the insert share one write lock, so the
+            # second gets the first's revision back (its blob, if unused, is cleaned later).
+            if source == "ai" and model is not None:
+                found = db.execute(
+                    f"SELECT {_COLUMNS} FROM revisions WHERE image = ? AND kind = ?"
+                    " AND source = 'ai' AND model_name = ? AND model_version = ?"
+                    " ORDER BY id LIMIT 1",
+                    (image_id, kind, name, version),
+                ).fetchone()
+                if found is not None:
+                    return _revision(found)
             cur = db.execute(
                 "INSERT INTO revisions (image, kind, source, author, model_name, model_version,"
                 " created_at, parent, blob, payload, summary) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
