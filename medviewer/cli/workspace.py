@@ -57,8 +57,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         report = export_workspace(ws, args.out, args.format, which=args.which)
     for note in report.notes:
         print(f"  note: {note}")
-    print(f"wrote {len(report.files)} file(s) to {args.out}")
-    return 0
+    for failure in report.failed:
+        print(f"  not exported: {failure}")
+    summary = f"wrote {len(report.files)} file(s) to {args.out}"
+    if not report.failed:
+        print(summary)
+        return 0
+    print(f"{summary}; {len(report.failed)} image(s) could not be exported (listed above)")
+    return 1 if report.exported else 2
 
 
 def cmd_status(args: argparse.Namespace) -> int:

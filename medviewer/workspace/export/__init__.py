@@ -2,8 +2,9 @@
 
 `export_workspace` picks one mask revision per image ("final": the confirmed truth, as
 `Revisions.confirmed` defines it; "original": the latest AI one); images without one are
-skipped and counted. The format modules are imported on use so that a PNG or CSV export never
-loads highdicom.
+skipped and counted. A mask whose stored file is missing or damaged costs only its own image:
+the rest is exported and the image is listed in `ExportReport.failed` with the reason. The
+format modules are imported on use so that a PNG or CSV export never loads highdicom.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from medviewer.workspace.errors import WorkspaceError
+from medviewer.workspace.errors import CorruptBlob, WorkspaceError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from medviewer.imaging import Instance
     from medviewer.workspace.revisions import Revision
     from medviewer.workspace.store import ImageRow, Workspace
@@ -38,6 +41,7 @@ class ExportReport:
     notes: list[str] = field(default_factory=list)
     exported: int = 0  # images whose mask went into the output
     skipped: int = 0  # images without a mask revision of the chosen kind
+    failed: list[str] = field(default_factory=list)  # "image N (file): why", mask unreadable
 
 
 def export_workspace(
@@ -80,7 +84,18 @@ def chosen_mask(ws: Workspace, image_id: int, which: str, kind: str = "mask") ->
     return ws.revisions.original(image_id, kind)
 
 
-# -- classes ---------------------------------------------------------------------------
+def read_chosen(
+    ws: Workspace, rev: Revision, row: ImageRow, report: ExportReport, inst: Instance | None = None
+) -> np.ndarray | None:
+    """The mask of `rev`, or None when its stored file is missing or damaged: then the image
+    is listed in `report.failed` (once) and the export goes on with the others."""
+    try:
+        return ws.revisions.read_mask(rev)
+    except CorruptBlob as e:
+        entry = f"{describe_image(row, inst)}: {e}"
+        if entry not in report.failed:
+            report.failed.append(entry)
+        return None
 
 
 # -- names and notes -------------------------------------------------------------------

@@ -39,6 +39,7 @@ from medviewer.workspace.export import (
     chosen_mask,
     describe_image,
     listing,
+    read_chosen,
     safe_name,
 )
 from medviewer.workspace.export.png import export_png
@@ -132,11 +133,15 @@ def export_dicom_seg(ws: Workspace, out_dir: Path, which: str, report: ExportRep
     for reason, items in ctx.fallback.items():
         files = export_png(ws, out_dir, which, report, rows=[i.row for i in items], names=names)
         written = [
-            f"{describe_image(i.row, i.ref.instance)} -> {f.name}" for i, f in zip(items, files)
+            f"{describe_image(i.row, i.ref.instance)} -> {files[i.row.id].name}"
+            for i in items
+            if i.row.id in files
         ]
-        report.notes.append(
-            f"Written as PNG label maps instead of DICOM SEG, because {reason}: {listing(written)}."
-        )
+        if written:
+            report.notes.append(
+                f"Written as PNG label maps instead of DICOM SEG, because {reason}: "
+                f"{listing(written)}."
+            )
 
 
 class SeriesExport:
@@ -226,20 +231,26 @@ class SeriesExport:
     # -- one SEG instance --------------------------------------------------------------
 
     def _write(self, unit: list[Item]) -> None:
-        first = unit[0]
-        inst = first.ref.instance
+        inst = unit[0].ref.instance
         if inst.frames > 1:
             source = self.headers[inst.path]
-            sources = [source]
-            planes = np.zeros((inst.frames, inst.rows, inst.columns), np.uint8)
             if "SharedFunctionalGroupsSequence" not in source or not _placed(source):
                 raise Unsupported(
                     "they are frames of a multi-frame image without per-frame plane positions "
                     "(e.g. RT Dose or another legacy multi-frame), whose frames highdicom "
                     "cannot reference"
                 )
-            for item in unit:
-                planes[item.row.frame] = self.ws.revisions.read_mask(item.rev)
+        # An unreadable mask is listed as failed and left out; the others are still written.
+        masks = [read_chosen(self.ws, i.rev, i.row, self.ctx.report, i.ref.instance) for i in unit]
+        readable = [(i, m) for i, m in zip(unit, masks, strict=True) if m is not None]
+        if not readable:
+            return
+        unit = [i for i, _ in readable]
+        if inst.frames > 1:
+            sources = [source]
+            planes = np.zeros((inst.frames, inst.rows, inst.columns), np.uint8)
+            for item, mask in readable:
+                planes[item.row.frame] = mask
             if len(unit) < inst.frames:
                 self.ctx.note(
                     f"{inst.path.name}: {inst.frames - len(unit)} of its {inst.frames} frames "
@@ -247,7 +258,7 @@ class SeriesExport:
                 )
         else:
             sources = [self.headers[i.ref.instance.path] for i in unit]
-            planes = np.stack([self.ws.revisions.read_mask(i.rev) for i in unit])
+            planes = np.stack([m for _, m in readable])
         palette = self._palette(unit, int(planes.max()))
         seg = self._segmentation(unit, sources, planes, palette)
         self.instances += 1

@@ -20,6 +20,7 @@ from medviewer.workspace.export import (
     describe_image,
     image_stem,
     listing,
+    read_chosen,
 )
 
 if TYPE_CHECKING:
@@ -37,13 +38,14 @@ def export_png(
     overlay: bool = False,
     rows: Iterable[ImageRow] | None = None,
     names: UniqueNames | None = None,
-) -> list[Path]:
+) -> dict[int, Path]:
     """Write `<stem>_mask.png` (and `<stem>_overlay.png`) for `rows` (default: all images);
-    returns the label map files. Images without a chosen mask are counted as skipped."""
+    returns image id -> label map file. Images without a chosen mask are counted as skipped,
+    those whose mask cannot be read listed as failed."""
     resolver = ClassResolver(ws)
     loader = ImageLoader() if overlay else None
     names = names or UniqueNames()
-    written: list[Path] = []
+    written: dict[int, Path] = {}
     unreadable: list[str] = []
     unnamed: list[str] = []
     for row in ws.images() if rows is None else rows:
@@ -52,11 +54,13 @@ def export_png(
             report.skipped += 1
             continue
         ref = ws.frame_ref(row.id)
-        mask = ws.revisions.read_mask(rev)
+        mask = read_chosen(ws, rev, row, report, ref.instance)
+        if mask is None:
+            continue
         stem = image_stem(row, ref.instance)
         path = out_dir / names.claim(stem, "_mask.png", row.id)
         write_png(path, mask)
-        written.append(path)
+        written[row.id] = path
         report.files.append(path)
         report.exported += 1
         if loader is not None:
