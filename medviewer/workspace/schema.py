@@ -104,6 +104,13 @@ MIGRATIONS: list[str] = [
         message TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 2: a raster file's identity across moves. Its UID is its path (imaging.raster), so a moved
+    # folder would otherwise be new images without their revisions; the SHA-256 of its bytes
+    # recognises it (store._moved_raster). NULL for DICOM, whose SOP Instance UID travels.
+    """
+    ALTER TABLE images ADD COLUMN content_hash TEXT;
+    CREATE INDEX images_content ON images(content_hash) WHERE content_hash IS NOT NULL;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

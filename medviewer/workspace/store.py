@@ -7,7 +7,9 @@ SQLite serialises writers, and WAL lets readers (a training process) see a consi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -245,6 +247,17 @@ class Workspace:
 
     def import_catalog(self, catalog: Catalog, paths: Iterable[Path] = ()) -> ImportResult:
         added = already = 0
+        # Raster files of this import (by path): a row still pointing at one of them was not
+        # moved, so no other file takes it over; `claimed`: rows repointed in this import.
+        importing = {
+            str(ref.instance.path.resolve())
+            for patient in catalog.patients
+            for study in patient.studies
+            for se in study.series
+            for ref in se.frames
+            if ref.instance.kind == "raster"
+        }
+        claimed: set[int] = set()
         with self.transaction("import") as db:
             for patient in catalog.patients:
                 pid = _upsert(
@@ -280,7 +293,7 @@ class Workspace:
                             ("study", "uid"),
                         )
                         for position, ref in enumerate(se.frames):
-                            if _put_image(db, seid, position, ref):
+                            if _put_image(db, seid, position, ref, importing, claimed):
                                 added += 1
                             else:
                                 already += 1
@@ -416,27 +429,91 @@ def _no_database(root: Path, data: list[str], state: str) -> NotAWorkspace:
     )
 
 
-def _put_image(db: sqlite3.Connection, series: int, position: int, ref: FrameRef) -> bool:
+def _put_image(
+    db: sqlite3.Connection,
+    series: int,
+    position: int,
+    ref: FrameRef,
+    importing: set[str],
+    claimed: set[int],
+) -> bool:
     """Insert an image row, or refresh where it lives; True when it is new."""
     inst = ref.instance
-    values = (series, position, str(inst.path.resolve()), instance_to_json(inst))
+    path = str(inst.path.resolve())
+    values = (series, position, path, instance_to_json(inst))
     found = db.execute(
-        "SELECT id FROM images WHERE sop_instance_uid = ? AND frame = ?",
+        "SELECT id, content_hash FROM images WHERE sop_instance_uid = ? AND frame = ?",
         (inst.sop_instance_uid, ref.frame),
     ).fetchone()
+    digest = None
+    if inst.kind == "raster" and (found is None or found[1] is None):
+        digest = _file_hash(inst.path)
+        if found is None:
+            moved = _moved_raster(db, inst, digest, importing, claimed)
+            found = None if moved is None else (moved, None)
     if found:
-        # Re-importing a moved folder repoints the image; its revisions stay.
+        # Re-importing a moved folder repoints the image; its revisions stay. A raster's UID
+        # is its path, so it moves with it.
         db.execute(
-            "UPDATE images SET series=?, position=?, path=?, instance=? WHERE id=?",
-            (*values, found[0]),
+            "UPDATE images SET series=?, position=?, path=?, instance=?, sop_instance_uid=?,"
+            " content_hash=COALESCE(?, content_hash) WHERE id=?",
+            (*values, inst.sop_instance_uid, digest, found[0]),
         )
+        claimed.add(found[0])
         return False
     db.execute(
         "INSERT INTO images (series, position, path, instance, frame, sop_instance_uid, rows,"
-        " columns) VALUES (?,?,?,?,?,?,?,?)",
-        (*values, ref.frame, inst.sop_instance_uid, inst.rows, inst.columns),
+        " columns, content_hash) VALUES (?,?,?,?,?,?,?,?,?)",
+        (*values, ref.frame, inst.sop_instance_uid, inst.rows, inst.columns, digest),
     )
     return True
+
+
+def _file_hash(path: Path) -> str | None:
+    """SHA-256 of a file's bytes; None when it cannot be read (then it is only ever added)."""
+    try:
+        with open(path, "rb") as fp:
+            return hashlib.file_digest(fp, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def _moved_raster(
+    db: sqlite3.Connection,
+    inst: Instance,
+    digest: str | None,
+    importing: set[str],
+    claimed: set[int],
+) -> int | None:
+    """The row of a raster file imported before from another place (a moved or copied
+    folder): same file name, size and bytes, its old path not part of this import and not
+    taken over by another file of it. None when there is none, or no one best (several equal
+    ones: the same parent folder name decides)."""
+    if digest is None:
+        return None
+    candidates: list[tuple[int, Path]] = []
+    name = os.sep + inst.path.name  # stored paths are resolved: compared as text, no pattern
+    for image_id, old, stored, instance in db.execute(
+        "SELECT id, path, content_hash, instance FROM images WHERE frame = 0 AND rows = ?"
+        " AND columns = ? AND (content_hash = ? OR content_hash IS NULL) AND substr(path, -?) = ?",
+        (inst.rows, inst.columns, digest, len(name), name),
+    ):
+        old_path = Path(old)
+        if image_id in claimed or old in importing:
+            continue
+        if stored is None:
+            if json.loads(instance)["kind"] != "raster":
+                continue
+            # Imported before content was kept: only the old file, if still there, can tell.
+            stored = _file_hash(old_path)
+            if stored is None:
+                continue
+            db.execute("UPDATE images SET content_hash = ? WHERE id = ?", (stored, image_id))
+        if stored == digest:
+            candidates.append((image_id, old_path))
+    if len(candidates) > 1:
+        candidates = [c for c in candidates if c[1].parent.name == inst.path.parent.name]
+    return candidates[0][0] if len(candidates) == 1 else None
 
 
 def _upsert(
