@@ -24,6 +24,7 @@ from medviewer.models.checkpoints import (
 from medviewer.models.errors import ModelError
 from medviewer.models.registry import MedModel, build_model
 from medviewer.models.spec import ModelSpec
+from medviewer.models.tensors import check_values
 
 if TYPE_CHECKING:
     from medviewer.workspace import Workspace
@@ -84,12 +85,14 @@ def register_version(
     training manifest, each written atomically), then its row; activated when asked.
 
     A failure leaves no folder and no row. Training, `models add` and the demo all call this.
+    Weights that are not finite (a diverged run) or not float32/16/bf16 are UnusableWeights.
     """
     _check_name("name", spec.name)
     version = version or next_version(ws, spec.name)
     _check_name("version", version)
     if any(m.version == version for m in ws.models.list(spec.name)):
         raise ModelError(f"model {spec.name} version {version} is already in {ws.root}")
+    check_values(model.state_dict(), f"model {spec.name} version {version}")
     folder = version_dir(ws, spec.name, version)
     if folder.exists():
         shutil.rmtree(folder)  # left by a writer that died before registering; never registered

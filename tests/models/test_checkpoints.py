@@ -78,3 +78,47 @@ def test_encoder_weights_from_local_file(tmp_path: Path) -> None:
     model = build_model(ModelSpec.from_dict({**SPEC.to_dict(), "encoder_weights": str(path)}))
     for k, v in donor.encoder.state_dict().items():
         assert torch.equal(model.encoder.state_dict()[k], v)
+
+
+def test_an_empty_pth_is_unreadable_not_an_index_error(tmp_path: Path) -> None:
+    path = tmp_path / "empty.pth"
+    path.write_bytes(b"")
+    with pytest.raises(ModelError, match=r"empty.pth: not a readable weights file: EOFError"):
+        load_weights(build_model(SPEC), path)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (lambda t: torch.full_like(t, float("nan")), "holds 3,136 of 3,136 values that are NaN"),
+        (lambda t: t.clone().index_fill_(0, torch.tensor([0]), float("inf")), "NaN or infinite"),
+        (lambda t: t.double(), "is float64; weights must be float32, float16 or bfloat16"),
+        (lambda t: t.to(torch.int8), "type differs 1: net.encoder.conv1.weight: file int8"),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_weights_that_cannot_run_name_the_file_and_tensor(
+    tmp_path: Path, spoil, message: str, suffix: str
+) -> None:
+    """Issue 17: all-NaN (or int8/float64) weights loaded, and the model said "no finding"
+    with probability NaN on every image."""
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in build_model(SPEC).state_dict().items()}
+    key = "net.encoder.conv1.weight"
+    state[key] = spoil(state[key]).contiguous()
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".pth":
+        torch.save(state, path)
+    else:
+        save_file(state, str(path))
+    with pytest.raises(ModelError) as e:
+        load_weights(build_model(SPEC), path)
+    assert str(e.value).startswith(str(path)) and key in str(e.value) and message in str(e.value)
+
+
+def test_half_precision_weights_load() -> None:
+    from medviewer.models.tensors import check_values
+
+    for dtype in (torch.float16, torch.bfloat16, torch.float32):
+        check_values({"w": torch.ones(2, dtype=dtype), "n": torch.tensor(3)}, "w.safetensors")

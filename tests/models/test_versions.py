@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
+from medviewer.models.errors import UnusableWeights
 from medviewer.models.registry import build_model
 from medviewer.models.spec import ModelSpec
-from medviewer.models.versions import MANIFEST, register_version, version_dir
+from medviewer.models.versions import MANIFEST, add_model, register_version, version_dir
 from medviewer.workspace import Workspace
 from medviewer.workspace.errors import SaveError
 from tests.specs import tiny_segmenter
@@ -50,3 +53,20 @@ def test_a_failed_registration_leaves_nothing(
         monkeypatch.undo()
         assert not version_dir(ws, "tiny", "v1").exists() and ws.models.list() == []
         assert register_version(ws, SPEC, build_model(SPEC), {}).version == "v1"
+
+
+def test_weights_that_are_not_finite_are_never_registered(tmp_path: Path) -> None:
+    """A diverged training run (or `models add` of NaN weights) must not become a version
+    that stores "no finding" with probability NaN on every image (issue 17)."""
+    model = build_model(SPEC)
+    with torch.no_grad():
+        model.net.segmentation_head[0].bias.fill_(float("nan"))
+    with Workspace.open(tmp_path / "ws") as ws:
+        with pytest.raises(UnusableWeights, match=r"model tiny version v1: tensor net.segm"):
+            register_version(ws, SPEC, model, {})
+        assert not version_dir(ws, "tiny", "v1").exists() and ws.models.list() == []
+        path = tmp_path / "nan.safetensors"
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+        with pytest.raises(UnusableWeights, match=r"nan.safetensors: tensor net.segm"):
+            add_model(ws, SPEC, path)
+        assert ws.models.list() == []
