@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -17,6 +18,12 @@ LARGE_IMAGE = ("resize", "tile")
 GATES = ("none", "pixel_count", "classifier", "two_stage")
 COLOURS = ("any", "grey", "colour")
 MIN_SIDE = 32  # five stride-2 stages of an smp encoder: the smallest image any model can take
+# Sections a spec may group fields in, and each field's own name (what to_dict writes).
+SECTIONS = {
+    "input": {"size": "input_size", "large_image": "large_image", "tile_overlap": "tile_overlap"},
+    "normalization": {"mean": "mean", "std": "std", "window": "window"},
+    "postprocess": {"min_component_pixels": "min_component_pixels", "fill_holes": "fill_holes"},
+}
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,7 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "spec") -> ModelSpec:
+        """The spec `data` describes; SpecError naming `source` and the field when invalid."""
         return _parse(data, source)
 
     @classmethod
@@ -117,27 +125,84 @@ class ModelSpec:
             raise SpecError(f"{path}: cannot read the model spec: {e.strerror}") from e
         except json.JSONDecodeError as e:
             raise SpecError(f"{path}: not valid JSON: {e.msg} at line {e.lineno}") from e
-        if not isinstance(data, dict):
-            raise SpecError(f"{path}: a model spec is a JSON object")
-        return _parse(data, str(path))
+        except RecursionError as e:  # json recurses per level: [[[[...]]]] 100,000 deep
+            raise SpecError(f"{path}: not a model spec: JSON nested too deeply") from e
+        return cls.from_dict(data, str(path))
+
+
+# Each field is checked for its type as well as its value: a spec is user input, and a list
+# where an object belongs must be a SpecError naming the field, never a traceback.
+
+
+def _object(data: dict[str, Any], key: str, src: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise SpecError(
+            f"{src}: {key} must be an object ({', '.join(fields)}), got {_shown(value)}"
+        )
+    unknown = set(value) - set(fields)
+    if unknown:
+        raise SpecError(f"{src}: {key}: unknown field(s) {', '.join(sorted(unknown))}")
+    return value
+
+
+def _shown(value: Any) -> str:
+    """A value for a message: a spec may hold megabytes where a number belongs."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def _choice(
     data: dict[str, Any], key: str, allowed: tuple[str, ...], default: str, src: str
 ) -> str:
     value = data.get(key, default)
-    if value not in allowed:
-        raise SpecError(f"{src}: {key} is {value!r}; valid: {', '.join(allowed)}")
+    if not isinstance(value, str) or value not in allowed:
+        raise SpecError(f"{src}: {key} is {_shown(value)}; valid: {', '.join(allowed)}")
     return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _number(
     data: dict[str, Any], key: str, default: float, src: str, lo: float, hi: float
 ) -> float:
     value = data.get(key, default)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not lo <= value <= hi:
-        raise SpecError(f"{src}: {key} must be a number from {lo} to {hi}, got {value!r}")
+    if not _is_number(value) or not lo <= value <= hi:
+        raise SpecError(f"{src}: {key} must be a number from {lo} to {hi}, got {_shown(value)}")
     return value
+
+
+def _integer(data: dict[str, Any], key: str, default: int, src: str, lo: int, hi: int) -> int:
+    value = data.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise SpecError(
+            f"{src}: {key} must be a whole number from {lo} to {hi}, got {_shown(value)}"
+        )
+    return value
+
+
+def _flag(data: dict[str, Any], key: str, default: bool, src: str) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise SpecError(f"{src}: {key} must be true or false, got {_shown(value)}")
+    return value
+
+
+def _text(data: dict[str, Any], key: str, src: str) -> str | None:
+    value = data.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise SpecError(f"{src}: {key} must be a non-empty string, got {_shown(value)}")
+    return value
+
+
+def _numbers(value: Any, what: str, count: int, src: str) -> tuple[float, ...]:
+    if not (
+        isinstance(value, (list, tuple)) and len(value) == count and all(map(_is_number, value))
+    ):
+        raise SpecError(f"{src}: {what} must be a list of {count} number(s), got {_shown(value)}")
+    return tuple(value)
 
 
 def _classes(data: dict[str, Any], src: str) -> tuple[ClassInfo, ...]:
@@ -158,18 +223,31 @@ def _classes(data: dict[str, Any], src: str) -> tuple[ClassInfo, ...]:
     return tuple(out)
 
 
+def _labels(data: dict[str, Any], src: str) -> tuple[str, ...]:
+    value = data.get("labels", [])
+    if isinstance(value, str):
+        value = [value]
+    if not (
+        isinstance(value, (list, tuple))
+        and all(isinstance(v, str) and v for v in value)
+        and len(set(value)) == len(value)
+    ):
+        raise SpecError(f"{src}: labels must be a list of distinct names, got {_shown(value)}")
+    return tuple(value)
+
+
 def _strings(data: dict[str, Any], key: str, src: str) -> tuple[str, ...]:
     value = data.get(key, [])
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
-        raise SpecError(f"{src}: {key} must be a list of names, got {value!r}")
+        raise SpecError(f"{src}: {key} must be a list of names, got {_shown(value)}")
     return tuple(v.strip().upper() for v in value)
 
 
 def _scope(data: dict[str, Any], src: str) -> Scope:
-    raw = data.get("applies_to", {})
     where = f"{src}: applies_to"
+    raw = data.get("applies_to", {})
     if not isinstance(raw, dict):
         raise SpecError(f"{where} must be an object (modalities, body_parts, colour, ...)")
     unknown = set(raw) - set(Scope.__dataclass_fields__)
@@ -185,7 +263,7 @@ def _scope(data: dict[str, Any], src: str) -> Scope:
         modalities=_strings(raw, "modalities", where),
         body_parts=_strings(raw, "body_parts", where),
         colour=_choice(raw, "colour", COLOURS, "any", where),
-        min_size=int(_number(raw, "min_size", MIN_SIDE, where, MIN_SIDE, 1e6)),
+        min_size=_integer(raw, "min_size", MIN_SIDE, where, MIN_SIDE, 1_000_000),
         series_description=pattern,
     )
 
@@ -193,59 +271,34 @@ def _scope(data: dict[str, Any], src: str) -> Scope:
 def _encoder_depth(data: dict[str, Any], src: str) -> int:
     depth = data.get("encoder_depth", 5)
     if depth not in (3, 4, 5) or isinstance(depth, bool):
-        raise SpecError(f"{src}: encoder_depth must be 3, 4 or 5, got {depth!r}")
+        raise SpecError(f"{src}: encoder_depth must be 3, 4 or 5, got {_shown(depth)}")
     return int(depth)
 
 
-def _parse(data: dict[str, Any], src: str) -> ModelSpec:
-    known = set(ModelSpec.__dataclass_fields__) | {"input", "normalization", "postprocess"}
-    unknown = set(data) - known
-    if unknown:
-        raise SpecError(f"{src}: unknown field(s) {', '.join(sorted(unknown))}")
-    for key in ("name", "encoder"):
-        if not isinstance(data.get(key), str) or not data[key]:
-            raise SpecError(f"{src}: {key} is required (a non-empty string)")
-    task = _choice(data, "task", TASKS, "", src)
-    classes = _classes(data, src)
-    labels = tuple(data.get("labels", ()))
-    if task != "classification":
-        if not isinstance(data.get("architecture"), str):
-            raise SpecError(f"{src}: a {task} model needs an architecture (e.g. Unet, FPN)")
-        if len(classes) < 2:
-            raise SpecError(f"{src}: segmentation needs at least 2 classes (background first)")
-    if task != "segmentation" and not labels:
-        raise SpecError(f"{src}: a {task} model needs labels")
-    inp = data.get("input", {})
-    norm = data.get("normalization", {})
-    post = data.get("postprocess", {})
-    size = inp.get("size", data.get("input_size", [256, 256]))
+def _flatten(data: dict[str, Any], src: str) -> dict[str, Any]:
+    """The fields of the sections ({"input": {"size": ...}}) under their own names (input_size),
+    as to_dict writes them; a field given both ways is refused, as neither would be read."""
+    flat = {k: v for k, v in data.items() if k not in SECTIONS}
+    for section, fields in SECTIONS.items():
+        for key, value in _object(data, section, src, tuple(fields)).items():
+            if fields[key] in data:
+                raise SpecError(f"{src}: {section}.{key} and {fields[key]} are both given")
+            flat[fields[key]] = value
+    return flat
+
+
+def _input_size(data: dict[str, Any], src: str) -> tuple[int, int]:
+    size = data.get("input_size", [256, 256])
     if not (isinstance(size, (list, tuple)) and len(size) == 2
-            and all(isinstance(s, int) and s >= 32 and s % 32 == 0 for s in size)):  # fmt: skip
-        raise SpecError(f"{src}: input size must be [height, width], multiples of 32, got {size!r}")
-    in_channels = int(_number(data, "in_channels", 1, src, 1, 4))
-    mean = tuple(norm.get("mean", data.get("mean", [0.5] * in_channels)))
-    std = tuple(norm.get("std", data.get("std", [0.25] * in_channels)))
-    if len(mean) != in_channels or len(std) != in_channels or not all(s > 0 for s in std):
-        raise SpecError(f"{src}: normalization mean/std need {in_channels} value(s), std > 0")
-    window = norm.get("window", data.get("window"))
-    gate_raw = data.get("gate", {"type": "none"})
-    if isinstance(gate_raw, str):
-        gate_raw = {"type": gate_raw}
-    gate = Gate(
-        type=_choice(gate_raw, "type", GATES, "none", f"{src}: gate"),
-        min_pixels=int(_number(gate_raw, "min_pixels", 0, f"{src}: gate", 0, 1e9)),
-        label=gate_raw.get("label"),
-        threshold=_number(gate_raw, "threshold", 0.5, f"{src}: gate", 0, 1),
-        model=gate_raw.get("model"),
-    )
-    if gate.type in ("classifier", "two_stage") and gate.label is None and labels:
-        gate = Gate(gate.type, gate.min_pixels, labels[0], gate.threshold, gate.model)
-    if gate.type == "classifier" and task != "segmentation+classification":
-        raise SpecError(f"{src}: gate 'classifier' needs task segmentation+classification")
-    if gate.type == "two_stage" and not gate.model:
-        raise SpecError(f"{src}: gate 'two_stage' needs gate.model, the classifier to run first")
-    if gate.type == "classifier" and gate.label not in labels:
-        raise SpecError(f"{src}: gate label {gate.label!r} is not one of the labels")
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= MIN_SIDE
+                    and s % 32 == 0 for s in size)):  # fmt: skip
+        raise SpecError(
+            f"{src}: input size must be [height, width], multiples of 32, got {_shown(size)}"
+        )
+    return size[0], size[1]
+
+
+def _decoder(data: dict[str, Any], src: str) -> tuple[int, ...] | None:
     decoder = data.get("decoder_channels")
     if decoder is not None and not (
         isinstance(decoder, (list, tuple))
@@ -253,35 +306,104 @@ def _parse(data: dict[str, Any], src: str) -> ModelSpec:
         and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in decoder)
     ):
         raise SpecError(f"{src}: decoder_channels must be a list of positive integers")
-    thresholds = data.get("label_thresholds", {})
-    if set(thresholds) - set(labels):
+    return tuple(decoder) if decoder else None
+
+
+def _window(data: dict[str, Any], src: str) -> tuple[float, float] | None:
+    window = data.get("window")
+    if window is None:
+        return None
+    center, width = _numbers(window, "normalization window [center, width]", 2, src)
+    if width <= 0:
+        raise SpecError(f"{src}: normalization window width must be above 0, got {_shown(width)}")
+    return center, width
+
+
+def _gate(data: dict[str, Any], labels: tuple[str, ...], task: str, src: str) -> Gate:
+    raw = data.get("gate", {"type": "none"})
+    if isinstance(raw, str):
+        raw = {"type": raw}
+    where = f"{src}: gate"
+    raw = _object({"gate": raw}, "gate", src, tuple(Gate.__dataclass_fields__))
+    gate = Gate(
+        type=_choice(raw, "type", GATES, "none", where),
+        min_pixels=_integer(raw, "min_pixels", 0, where, 0, 1_000_000_000),
+        label=_text(raw, "label", where),
+        threshold=_number(raw, "threshold", 0.5, where, 0, 1),
+        model=_text(raw, "model", where),
+    )
+    if gate.type in ("classifier", "two_stage") and gate.label is None and labels:
+        gate = replace(gate, label=labels[0])
+    if gate.type == "classifier" and task != "segmentation+classification":
+        raise SpecError(f"{src}: gate 'classifier' needs task segmentation+classification")
+    if gate.type == "two_stage" and not gate.model:
+        raise SpecError(f"{src}: gate 'two_stage' needs gate.model, the classifier to run first")
+    if gate.type == "classifier" and gate.label not in labels:
+        raise SpecError(f"{src}: gate label {gate.label!r} is not one of the labels")
+    return gate
+
+
+def _thresholds(data: dict[str, Any], labels: tuple[str, ...], src: str) -> dict[str, float]:
+    raw = data.get("label_thresholds", {})
+    if not isinstance(raw, dict):
+        raise SpecError(f"{src}: label_thresholds must be an object of label: threshold")
+    if set(raw) - set(labels):
         raise SpecError(f"{src}: label_thresholds names unknown labels")
+    return {k: _number(raw, k, 0.5, f"{src}: label_thresholds", 0, 1) for k in raw}
+
+
+def _parse(data: Any, src: str) -> ModelSpec:
+    if not isinstance(data, dict):
+        raise SpecError(f"{src}: a model spec is a JSON object")
+    unknown = set(data) - set(ModelSpec.__dataclass_fields__) - set(SECTIONS)
+    if unknown:
+        raise SpecError(f"{src}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+    data = _flatten(data, src)
+    for key in ("name", "encoder"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise SpecError(f"{src}: {key} is required (a non-empty string)")
+    task = _choice(data, "task", TASKS, "", src)
+    classes = _classes(data, src)
+    labels = _labels(data, src)
+    architecture = _text(data, "architecture", src)
+    if task != "classification":
+        if architecture is None:
+            raise SpecError(f"{src}: a {task} model needs an architecture (e.g. Unet, FPN)")
+        if len(classes) < 2:
+            raise SpecError(f"{src}: segmentation needs at least 2 classes (background first)")
+    if task != "segmentation" and not labels:
+        raise SpecError(f"{src}: a {task} model needs labels")
+    size = _input_size(data, src)
+    decoder = _decoder(data, src)
+    in_channels = _integer(data, "in_channels", 1, src, 1, 4)
+    mean = data.get("mean", [0.5] * in_channels)
+    std = data.get("std", [0.25] * in_channels)
+    mean = _numbers(mean, "normalization mean (one per input channel)", in_channels, src)
+    std = _numbers(std, "normalization std (one per input channel)", in_channels, src)
+    if not all(s > 0 for s in std):
+        raise SpecError(f"{src}: normalization std must be above 0, got {_shown(std)}")
     return ModelSpec(
         name=data["name"],
         task=task,
         encoder=data["encoder"],
         in_channels=in_channels,
-        architecture=data.get("architecture"),
-        decoder_channels=tuple(decoder) if decoder else None,
+        architecture=architecture,
+        decoder_channels=decoder,
         encoder_depth=_encoder_depth(data, src),
-        encoder_weights=data.get("encoder_weights"),
+        encoder_weights=_text(data, "encoder_weights", src),
         classes=classes,
         labels=labels,
         label_mode=_choice(data, "label_mode", LABEL_MODES, "multilabel", src),
-        input_size=(size[0], size[1]),
-        large_image=_choice(
-            inp, "large_image", LARGE_IMAGE, data.get("large_image", "resize"), src
-        ),
-        tile_overlap=_number(inp, "tile_overlap", data.get("tile_overlap", 0.25), src, 0, 0.75),
+        input_size=size,
+        large_image=_choice(data, "large_image", LARGE_IMAGE, "resize", src),
+        tile_overlap=_number(data, "tile_overlap", 0.25, src, 0, 0.75),
         mean=mean,
         std=std,
-        window=tuple(window) if window else None,  # type: ignore[arg-type]
+        window=_window(data, src),
         mask_threshold=_number(data, "mask_threshold", 0.5, src, 0, 1),
-        label_thresholds=dict(thresholds),
-        min_component_pixels=int(
-            post.get("min_component_pixels", data.get("min_component_pixels", 0))
-        ),
-        fill_holes=bool(post.get("fill_holes", data.get("fill_holes", False))),
-        gate=gate,
+        label_thresholds=_thresholds(data, labels, src),
+        min_component_pixels=_integer(data, "min_component_pixels", 0, src, 0, 10**9),
+        fill_holes=_flag(data, "fill_holes", False, src),
+        gate=_gate(data, labels, task, src),
         applies_to=_scope(data, src),
     )

@@ -70,7 +70,7 @@ def test_a_spec_without_scope_applies_to_every_image_big_enough() -> None:
         ({"modality": ["CT"]}, "unknown field(s) modality"),
         ({"modalities": "CT MR".split() + [5]}, "modalities must be a list of names"),
         ({"colour": "sepia"}, "colour is 'sepia'; valid: any, grey, colour"),
-        ({"min_size": 8}, "min_size must be a number from 32"),
+        ({"min_size": 8}, "min_size must be a whole number from 32"),
         ({"series_description": "(unclosed"}, "series_description is not a regular expression"),
     ],
 )
