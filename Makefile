@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test bench gpu-check lint debian-tools dist clean
+.PHONY: demo demo-models test bench gpu-check lint debian-tools dist clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ $(VENV)/.dev-installed: pyproject.toml | $(PY)
 
 demo: $(VENV)/.demo-installed
 	$(VENV)/bin/medviewer demo
+
+# The demo models' shipped weights (medviewer/demo/weights/): the full demo built with training,
+# seed 0, by the project's own trainer; about 7 minutes on a 2-core CPU. Commit what it writes.
+demo-models: $(VENV)/.demo-installed
+	$(PY) -m medviewer.demo.make_models
 
 # dcmtk (dcmj2pnm) and dicom3tools (dciodvfy) check our output; tests needing them skip without.
 debian-tools:

@@ -2,7 +2,11 @@
 proposals for every image of their task. Built once; a finished workspace (its `demo.json`)
 is reused.
 
-    build_demo(Path("demo-workspace"))  # about half a minute on a 2-core CPU
+    build_demo(Path("demo-workspace"))  # well under a minute on a 2-core CPU
+
+The full demo's models come trained (medviewer.demo.shipped, made by `make demo-models`) and are
+judged here on this build's validation images; without shipped weights for a spec (the small
+test demo, or `shipped=False` as `make demo-models` builds) they are trained here.
 
 The generated ground truth of part of each task is imported as `import` revisions by "demo"
 and approved: that is the human-confirmed training data. The rest is left unreviewed, with
@@ -33,13 +37,15 @@ from medviewer.demo.cases import (
     write_studies,
 )
 from medviewer.demo.samples import real_tasks, sample_files
+from medviewer.demo.shipped import load_shipped, shipped_entry
 from medviewer.inference.batch import done_images
 from medviewer.inference.runner import BATCH, InferenceRunner
 from medviewer.models.pretrained import convert_efficientnet_lite0, find_efficientnet_lite0
 from medviewer.models.registry import build_model
 from medviewer.models.spec import ModelSpec
 from medviewer.models.versions import register_version
-from medviewer.training.data import prepare, split_by_patient
+from medviewer.training.data import TrainingSet, prepare, split_by_patient
+from medviewer.training.metrics import evaluate
 from medviewer.training.protocol import Epoch, Event, TrainConfig
 from medviewer.training.trainer import Emit, fit
 from medviewer.workspace import Workspace, training_snapshot
@@ -49,7 +55,7 @@ STUDIES = "demo-studies"
 AUTHOR = "demo"
 OnEpoch = Callable[[str, int, int, float | None], None]
 VAL_FRACTION = 0.25  # of each task's confirmed patients
-FORMAT = 5  # bump when the demo changes, so an old demo workspace is rebuilt
+FORMAT = 6  # bump when the demo changes, so an old demo workspace is rebuilt
 
 
 @dataclass
@@ -109,9 +115,10 @@ def build_demo(
     small: bool = False,
     size: DemoSize | None = None,
     on_epoch: OnEpoch | None = None,
+    shipped: bool = True,
 ) -> DemoSummary:
     """Build (or reuse) the demo workspace; see the module docstring. `on_epoch(task, epoch,
-    epochs, score)` follows the training (a progress bar)."""
+    epochs, score)` follows the training (a progress bar); `shipped=False` trains every model."""
     workspace = Path(workspace)
     size = size or (SMALL if small else FULL)
     done = load_summary(workspace)
@@ -149,10 +156,12 @@ def build_demo(
         tasks = tuple(t for t in ALL_TASKS if any(w.task == t for w in written))
         real = real_tasks(samples) | ({retina: "fundus"} if retina else {})
         ids = _image_ids(ws, written, real)
-        specs = model_specs(size, _pretrained(workspace, summary.notes))
+        specs = model_specs(size)
+        if not shipped or any(shipped_entry(specs[t]) is None for t in tasks):
+            specs = model_specs(size, _pretrained(workspace, summary.notes))
         _confirm(ws, written, ids, {task: spec.name for task, spec in specs.items()})
         lap("import")
-        _models(ws, specs, ids, seed, size, summary, progress, lap, tasks, on_epoch)
+        _models(ws, specs, ids, seed, size, summary, progress, lap, tasks, on_epoch, shipped)
         summary.images = len(ws.images())
         summary.task_images = {t: len(ids[t]) for t in tasks}
         summary.confirmed = {t: sum(w.labelled for w in written if w.task == t) for t in tasks}
@@ -163,11 +172,14 @@ def build_demo(
 def _models(
     ws: Workspace, specs: dict, ids: dict, seed: int, size: DemoSize, summary: DemoSummary,
     progress: Callable[[str], None], lap: Callable[[str], None], tasks: tuple[str, ...],
-    on_epoch: OnEpoch | None,
+    on_epoch: OnEpoch | None, shipped: bool,
 ) -> None:  # fmt: skip
     for task in tasks:
         n = size.epochs[task]
-        progress(f"training the {task} model ({n} epoch{'s' if n > 1 else ''}) ...")
+        if shipped and shipped_entry(specs[task]) is not None:
+            progress(f"loading the shipped {task} model ...")
+        else:
+            progress(f"training the {task} model ({n} epoch{'s' if n > 1 else ''}) ...")
 
         def emit(event: Event, task: str = task) -> None:
             if on_epoch is not None and isinstance(event, Epoch):
@@ -176,8 +188,8 @@ def _models(
         cfg = TrainConfig(epochs=size.epochs[task], batch_size=size.batch_size,
                           lr=size.lr[task], device="cpu", seed=seed, patience=0)  # fmt: skip
         names = {spec.name for spec in specs.values()}
-        summary.models[specs[task].name] = _train(ws, specs[task], names, cfg, emit)
-    lap("training")
+        summary.models[specs[task].name] = _train(ws, specs[task], names, cfg, emit, shipped)
+    lap("models")
     progress("computing AI proposals for the worklist ...")
     # Not for the confirmed images: approving trains on an image's latest mask, so a newer
     # AI proposal there would replace the ground truth at the next Retrain.
@@ -251,28 +263,44 @@ def _confirm(
         ws.revisions.set_status(image_id, "approved", author=AUTHOR)
 
 
-def _train(ws: Workspace, spec: ModelSpec, names: set[str], cfg: TrainConfig, emit: Emit) -> dict:
-    """Train the task's model on its confirmed images, the ones Retrain would pick beside the
-    other demo models (`names`); register and activate it (once)."""
+def _train(
+    ws: Workspace, spec: ModelSpec, names: set[str], cfg: TrainConfig, emit: Emit, shipped: bool
+) -> dict:
+    """The task's model on its confirmed images, the ones Retrain would pick beside the other
+    demo models (`names`): its shipped weights when there are some for this spec (judged on this
+    build's validation images), else trained here; registered and activated (once)."""
     active = ws.models.active(spec.name)
     if active is None:
         items = training_snapshot(ws).for_model(spec, names)
         split = split_by_patient(items, VAL_FRACTION, cfg.seed)
-        train, val = prepare(ws, split.train, spec), prepare(ws, split.val, spec)
-        torch.manual_seed(cfg.seed)
-        model = build_model(spec)
-        result = fit(model, spec, train, val, cfg, emit=emit)
-        model.load_state_dict(result.state)
+        val = prepare(ws, split.val, spec)
+        ready = load_shipped(spec) if shipped else None
+        if ready is not None:
+            model, spec = ready
+            entry = shipped_entry(spec) or {}
+            validation = evaluate(model, TrainingSet(val), spec, "cpu")
+            made = entry.get("made", {})
+            source = f"weights shipped with medviewer (make demo-models, seed {made.get('seed')})"
+            training = {**entry.get("training", {}), "shipped": made}
+            train_images = len(split.train)
+        else:
+            train = prepare(ws, split.train, spec)
+            torch.manual_seed(cfg.seed)
+            model = build_model(spec)
+            result = fit(model, spec, train, val, cfg, emit=emit)
+            model.load_state_dict(result.state)
+            validation = result.metrics
+            source = "trained here"
+            training = {**asdict(cfg), "best_epoch": result.best_epoch}
+            train_images = len(train)
+        data = (
+            "nilearn's MNI152 brain slices" if spec.name == "brain-tissue" else "generated phantoms"
+        )
         metrics = {
-            "validation": result.metrics,
-            "note": "demo model, trained briefly on "
-            + (
-                "nilearn's MNI152 brain slices"
-                if spec.name == "brain-tissue"
-                else "generated phantoms"
-            ),  # fmt: skip
-            "manifest": {**split.manifest(), "train_images": len(train), "val_images": len(val)},
-            "training": {**asdict(cfg), "best_epoch": result.best_epoch},
+            "validation": validation,
+            "note": f"demo model, {source}, trained briefly on {data}",
+            "manifest": {**split.manifest(), "train_images": train_images, "val_images": len(val)},
+            "training": training,
         }
         active = register_version(ws, spec, model, metrics, activate=True)
     return {

@@ -1,0 +1,99 @@
+"""The demo models' shipped weights, so `medviewer demo` proposes at once on any CPU.
+
+Made by `make demo-models` (`python -m medviewer.demo.make_models`): the full demo is built with
+seed 0 and training on (medviewer.demo.build, the project's own trainer), and each model's
+weights are stored here as float16 safetensors (half the bytes; the loss in the weights is far
+below what changes a mask) with an index naming the spec they belong to, the training settings
+and where they were made. The demo uses a shipped file only when its spec is exactly the one the
+demo asks for (encoder_weights aside: the shipped file holds the whole model); otherwise it
+trains, as it does for the small test demo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from medviewer.atomic import atomic_write, atomic_write_json
+from medviewer.models.checkpoints import load_weights
+from medviewer.models.registry import MedModel, build_model
+from medviewer.models.spec import ModelSpec
+
+WEIGHTS = Path(__file__).parent / "weights"
+INDEX = "index.json"
+SEED = 0  # the demo build the weights come from
+
+
+def _key(spec: ModelSpec) -> dict[str, Any]:
+    """The spec as the index stores it: JSON types, without the encoder's starting weights."""
+    return json.loads(json.dumps({**spec.to_dict(), "encoder_weights": None}))
+
+
+def read_index(folder: Path = WEIGHTS) -> dict[str, Any]:
+    try:
+        index = json.loads((folder / INDEX).read_text())
+    except (OSError, ValueError):
+        return {}
+    return index if isinstance(index, dict) else {}
+
+
+def shipped_entry(spec: ModelSpec, folder: Path = WEIGHTS) -> dict[str, Any] | None:
+    """The index entry of shipped weights made for exactly this spec, or None."""
+    entry = read_index(folder).get(spec.name)
+    if not isinstance(entry, dict) or entry.get("spec") != _key(spec):
+        return None
+    return entry if (folder / str(entry.get("file"))).is_file() else None
+
+
+def load_shipped(spec: ModelSpec, folder: Path = WEIGHTS) -> tuple[MedModel, ModelSpec] | None:
+    """The shipped model for `spec` (float32, eval mode) and the spec to register it under (no
+    encoder_weights: the file holds every weight), or None when none was made for this spec."""
+    entry = shipped_entry(spec, folder)
+    if entry is None:
+        return None
+    spec = replace(spec, encoder_weights=None)
+    model = load_weights(build_model(spec, pretrained=False), folder / entry["file"])
+    return model.float().eval(), spec
+
+
+def write_shipped(
+    folder: Path, models: dict[str, tuple[MedModel, ModelSpec, dict[str, Any]]]
+) -> dict[str, Any]:
+    """Store each model's weights as float16 and the index (atomically, file by file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    index: dict[str, Any] = {}
+    for name, (model, spec, metrics) in models.items():
+        file = f"{name}.safetensors"
+        state = {k: _half(v) for k, v in model.state_dict().items()}
+        atomic_write(folder / file, lambda tmp, s=state: save_file(s, str(tmp)))
+        index[name] = {
+            "file": file,
+            "sha256": hashlib.sha256((folder / file).read_bytes()).hexdigest(),
+            "spec": _key(spec),
+            "validation": metrics.get("validation", {}),
+            "training": metrics.get("training", {}),
+            "made": {
+                "by": "make demo-models",
+                "seed": SEED,
+                "torch": torch.__version__,
+                "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+                "threads": torch.get_num_threads(),
+                "date": time.strftime("%Y-%m-%d"),
+            },
+        }
+    atomic_write_json(folder / INDEX, index)
+    return index
+
+
+def _half(t: torch.Tensor) -> torch.Tensor:
+    """Float weights as float16; integer buffers (BatchNorm's batch count) unchanged."""
+    t = t.detach().cpu().contiguous()
+    return t.half() if t.is_floating_point() else t
