@@ -10,6 +10,7 @@ import platformdirs
 
 from medviewer.imaging.budget import DecodeBudget
 from medviewer.imaging.cache import DEFAULT_CACHE_BYTES
+from medviewer.models.model_budget import ModelBudget
 
 APP_NAME = "medviewer"
 
@@ -48,6 +49,9 @@ class Settings:
     # MEDVIEWER_MAX_FRAME_PIXELS, MEDVIEWER_MAX_FRAMES, MEDVIEWER_MAX_DECODED_MB; import and the
     # loader read the same variables when not handed a budget (imaging.budget).
     decode_budget: DecodeBudget
+    # MEDVIEWER_MAX_INPUT_PIXELS, MEDVIEWER_MAX_DECODER_CHANNELS, MEDVIEWER_MAX_MODEL_MB; specs,
+    # build_model and the engine read the same variables when not handed a budget.
+    model_budget: ModelBudget
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -55,4 +59,5 @@ class Settings:
             workspace=default_workspace(),
             cache_bytes=cache_bytes(),
             decode_budget=DecodeBudget.from_env(),
+            model_budget=ModelBudget.from_env(),
         )

@@ -26,7 +26,8 @@ from medviewer.inference.errors import InferenceError
 from medviewer.inference.feed import BatchFeed, prep_workers
 from medviewer.inference.ondevice import Decided, Pending, decide, probability_tensors
 from medviewer.inference.preprocess import normalise, tiles, to_channels
-from medviewer.models.registry import MedModel
+from medviewer.models.model_budget import ModelBudget
+from medviewer.models.registry import MedModel, estimate_memory
 from medviewer.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ class Engine:
     first run, on the thread that runs the model.
 
     batch_size None: 4 on a CPU; on a GPU as many as half its free memory holds (up to 64).
+    On a CPU the batch is cut to what the model budget holds (`budget`, by default from the
+    environment); a GPU's batch follows its own memory, probed.
     keep_probs None: float maps at native size are returned on a CPU (they are in host memory
     anyway) and dropped on a GPU (label maps, uncertainty and counts come back instead).
     """
@@ -83,6 +86,7 @@ class Engine:
         backend: str = "torch",
         store: BackendStore | None = None,
         keep_probs: bool | None = None,
+        budget: ModelBudget | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise InferenceError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
@@ -98,6 +102,10 @@ class Engine:
         self.cuda = self.device.type == "cuda"
         self._batch_from_memory = batch_size is None and self.cuda
         self.batch_size = max(1, batch_size or CPU_BATCH)
+        estimate = estimate_memory(spec) if not self.cuda else None
+        if estimate is not None:
+            budget = budget or ModelBudget.from_env()
+            self.batch_size = budget.largest_batch(estimate, self.batch_size, f"model {spec.name}")
         self.keep_probs = (not self.cuda) if keep_probs is None else keep_probs
         self.requested_backend = backend
         self.store = store

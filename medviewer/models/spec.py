@@ -11,6 +11,7 @@ from typing import Any
 
 from medviewer.imaging.palette import class_colour
 from medviewer.models.errors import SpecError
+from medviewer.models.model_budget import ModelBudget
 
 TASKS = ("segmentation", "classification", "segmentation+classification")
 LABEL_MODES = ("multilabel", "multiclass")
@@ -112,12 +113,16 @@ class ModelSpec:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "spec") -> ModelSpec:
-        """The spec `data` describes; SpecError naming `source` and the field when invalid."""
-        return _parse(data, source)
+    def from_dict(
+        cls, data: dict[str, Any], source: str = "spec", budget: ModelBudget | None = None
+    ) -> ModelSpec:
+        """The spec `data` describes; SpecError naming `source` and the field when it is
+        invalid, ModelTooLarge when its sizes are over the budget (by default from the
+        environment)."""
+        return _parse(data, source, budget or ModelBudget.from_env())
 
     @classmethod
-    def load(cls, path: Path | str) -> ModelSpec:
+    def load(cls, path: Path | str, budget: ModelBudget | None = None) -> ModelSpec:
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -127,7 +132,7 @@ class ModelSpec:
             raise SpecError(f"{path}: not valid JSON: {e.msg} at line {e.lineno}") from e
         except RecursionError as e:  # json recurses per level: [[[[...]]]] 100,000 deep
             raise SpecError(f"{path}: not a model spec: JSON nested too deeply") from e
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(data, str(path), budget)
 
 
 # Each field is checked for its type as well as its value: a spec is user input, and a list
@@ -352,7 +357,7 @@ def _thresholds(data: dict[str, Any], labels: tuple[str, ...], src: str) -> dict
     return {k: _number(raw, k, 0.5, f"{src}: label_thresholds", 0, 1) for k in raw}
 
 
-def _parse(data: Any, src: str) -> ModelSpec:
+def _parse(data: Any, src: str, budget: ModelBudget) -> ModelSpec:
     if not isinstance(data, dict):
         raise SpecError(f"{src}: a model spec is a JSON object")
     unknown = set(data) - set(ModelSpec.__dataclass_fields__) - set(SECTIONS)
@@ -375,6 +380,7 @@ def _parse(data: Any, src: str) -> ModelSpec:
         raise SpecError(f"{src}: a {task} model needs labels")
     size = _input_size(data, src)
     decoder = _decoder(data, src)
+    budget.check_sizes(size, decoder, src)
     in_channels = _integer(data, "in_channels", 1, src, 1, 4)
     mean = data.get("mean", [0.5] * in_channels)
     std = data.get("std", [0.25] * in_channels)

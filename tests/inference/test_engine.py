@@ -12,7 +12,11 @@ from medviewer.inference.engine import Engine
 from medviewer.inference.errors import InferenceError
 from medviewer.inference.preprocess import tiles
 from medviewer.inference.proposal import propose
-from tests.inference.conftest import grey, tiny_engine
+from medviewer.models.errors import ModelTooLarge
+from medviewer.models.model_budget import ModelBudget
+from medviewer.models.registry import build_model, estimate_memory
+from medviewer.models.spec import ModelSpec
+from tests.inference.conftest import TINY, grey, tiny_engine
 
 
 def test_outputs_at_native_size_for_any_shape(engine: Engine) -> None:
@@ -115,3 +119,19 @@ def test_gpu_oom_retries_with_smaller_batch(
 
 def test_no_images_no_work(engine: Engine) -> None:
     assert engine.run([]) == []
+
+
+def test_the_cpu_batch_is_cut_to_the_model_budget() -> None:
+    """A batch of large inputs must not pass the memory budget (issue 17: a 4096x4096 spec
+    took 7.6 GB); the estimate is made before anything runs."""
+    spec = ModelSpec.from_dict({**TINY, "input": {"size": [128, 128]}})
+    estimate = estimate_memory(spec)
+    assert estimate is not None
+    budget = ModelBudget(model_bytes=estimate.total(2) + 1)
+    engine = Engine(build_model(spec), spec, device="cpu", budget=budget)
+    assert engine.batch_size == 2
+    assert (
+        Engine(build_model(spec), spec, device="cpu", batch_size=1, budget=budget).batch_size == 1
+    )
+    with pytest.raises(ModelTooLarge, match="MEDVIEWER_MAX_MODEL_MB"):
+        Engine(build_model(spec), spec, device="cpu", budget=ModelBudget(model_bytes=1 << 20))
