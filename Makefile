@@ -47,8 +47,9 @@ lint: $(VENV)/.dev-installed
 # that other CPUs take (MEDVIEWER_CPU_NO_BF16=1), so one machine checks both. The retrain story
 # is not among them: training and its evaluation run fp32 on every CPU. The app's tests that run
 # a model's inference are (proposals, Grad-CAM, a GUI that stays responsive meanwhile).
-MODEL_TESTS := tests/inference tests/training tests/demo/test_build.py tests/test_cli.py \
-	tests/qt/test_ai_in_app.py tests/qt/test_demo_screenshots.py tests/qt/test_never_freeze.py
+MODEL_TESTS := tests/inference tests/training tests/demo/test_build.py tests/demo/test_shipped.py \
+	tests/test_cli.py tests/qt/test_ai_in_app.py tests/qt/test_demo_screenshots.py \
+	tests/qt/test_never_freeze.py
 test: export QT_QPA_PLATFORM ?= offscreen
 test: $(VENV)/.dev-installed debian-tools lint
 	$(PY) -m pytest; rc=$$?; \
