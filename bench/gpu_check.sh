@@ -8,9 +8,10 @@
 #                                 present (DDP on the CPU when asked; no rank on a missing GPU)
 #   3. inference benchmark        bench/run.py --json --device cuda inference
 #   4. training benchmark         bench/run.py --json --device cuda training (target >= 1.0x)
-#   5. demo retrain               `medviewer demo --no-gui --small` into a temp folder, then
-#                                 `medviewer train --model chest-pneumothorax --device cuda
-#                                 --epochs 2`; a new version must be registered
+#   5. demo retrain               `medviewer demo --no-gui` (the full demo, its shipped 256x256
+#                                 models) into a temp folder, then `medviewer train --model
+#                                 chest-pneumothorax --device cuda --epochs 5`; a new version
+#                                 must be registered
 #
 # Nothing is installed: it runs with ${PYTHON:-.venv/bin/python} (the dev venv, carried over).
 # Environment:
@@ -108,10 +109,10 @@ EOF
 demo_retrain() {
     local ws=$OUT/demo-workspace model=chest-pneumothorax before after
     rm -rf "$ws"
-    "$PY" -m medviewer.cli demo --no-gui --small --workspace "$ws" || return
+    "$PY" -m medviewer.cli demo --no-gui --workspace "$ws" || return
     before=$(versions "$ws" "$model") || return
     "$PY" -m medviewer.cli train --workspace "$ws" --model "$model" --device "$DEVICE" \
-        --epochs 2 || return
+        --epochs 5 || return
     after=$(versions "$ws" "$model") || return
     if [ "$after" -ne $((before + 1)) ]; then
         echo "gpu-check: $model had $before versions before retraining and $after after"
