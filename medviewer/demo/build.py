@@ -282,7 +282,7 @@ def _train(
             made = entry.get("made", {})
             source = f"weights shipped with medviewer (make demo-models, seed {made.get('seed')})"
             training = {**entry.get("training", {}), "shipped": made}
-            train_images = len(split.train)
+            train_ids: list = []  # trained by make demo-models, on seed 0's phantoms
         else:
             train = prepare(ws, split.train, spec)
             torch.manual_seed(cfg.seed)
@@ -292,14 +292,19 @@ def _train(
             validation = result.metrics
             source = "trained here"
             training = {**asdict(cfg), "best_epoch": result.best_epoch}
-            train_images = len(train)
+            train_ids = [i.image_id for i in split.train]
         data = (
             "nilearn's MNI152 brain slices" if spec.name == "brain-tissue" else "generated phantoms"
         )
         metrics = {
             "validation": validation,
-            "note": f"demo model, {source}, trained briefly on {data}",
-            "manifest": {**split.manifest(), "train_images": train_images, "val_images": len(val)},
+            "note": f"demo model, {source}, on {data}",
+            "manifest": {
+                **split.manifest(),
+                "train": train_ids,
+                "train_images": len(train_ids),
+                "val_images": len(val),
+            },
             "training": training,
         }
         active = register_version(ws, spec, model, metrics, activate=True)
