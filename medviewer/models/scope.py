@@ -16,10 +16,6 @@ if TYPE_CHECKING:
     from medviewer.workspace import Workspace
 
 
-def is_colour(inst: Instance) -> bool:
-    return inst.samples_per_pixel > 1 or inst.photometric == "PALETTE COLOR"
-
-
 def why_not_applicable(spec: ModelSpec, inst: Instance) -> str | None:
     """Why model `spec` does not apply to this image, or None when it does."""
     scope = spec.applies_to
@@ -33,8 +29,9 @@ def why_not_applicable(spec: ModelSpec, inst: Instance) -> str | None:
         return f"modality {have}; {spec.name} reads {', '.join(scope.modalities)}"
     if scope.body_parts and inst.body_part and inst.body_part not in scope.body_parts:
         return f"body part {inst.body_part}; {spec.name} reads {', '.join(scope.body_parts)}"
-    if scope.colour != "any" and (scope.colour == "colour") != is_colour(inst):
-        have = "colour" if is_colour(inst) else "grey"
+    colour = len(inst.shape) == 3  # as it decodes: palette colour becomes RGB
+    if scope.colour != "any" and (scope.colour == "colour") != colour:
+        have = "colour" if colour else "grey"
         return f"a {have} image; {spec.name} reads {scope.colour} images"
     pattern = scope.series_description
     if pattern and not re.search(pattern, inst.series_description, re.IGNORECASE):
