@@ -168,7 +168,9 @@ def estimate_memory(spec: ModelSpec) -> MemoryEstimate | None:
     None for the few encoders that read values while being built (e.g. mit_b*): they are
     built for real, within the spec's size limits (ModelBudget.check_sizes)."""
     try:
-        with torch.device("meta"):
+        # Building draws initial weights from torch's generator even on the meta device: fork
+        # it, so a budget check never changes the weights a seeded build or training gets.
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
             model = MedModel(spec).eval()
             x = torch.zeros(1, spec.in_channels, *spec.input_size)
         with torch.no_grad(), _LiveBytes() as live:

@@ -116,3 +116,14 @@ def test_settings_load_the_budget_without_torch() -> None:
     code = "import sys, medviewer.config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_estimate_leaves_torch_random_state_alone() -> None:
+    """A seeded build gets the same initial weights whether or not the budget was checked."""
+    spec = ModelSpec.from_dict(tiny_segmenter())
+    torch.manual_seed(0)
+    plain = MedModel(spec).state_dict()
+    torch.manual_seed(0)
+    assert estimate_memory(spec) is not None
+    checked = MedModel(spec).state_dict()
+    assert all(torch.equal(plain[k], checked[k]) for k in plain)
