@@ -38,10 +38,10 @@ class DecodeBudget:
     def from_env(cls) -> DecodeBudget:
         """The defaults, each overridden by its environment variable when set."""
         default = cls()
-        mb = _whole_number(DECODED_MB_ENV)
+        mb = whole_number_env(DECODED_MB_ENV)
         return cls(
-            frame_pixels=_whole_number(FRAME_PIXELS_ENV) or default.frame_pixels,
-            frames=_whole_number(FRAMES_ENV) or default.frames,
+            frame_pixels=whole_number_env(FRAME_PIXELS_ENV) or default.frame_pixels,
+            frames=whole_number_env(FRAMES_ENV) or default.frames,
             decoded_bytes=mb << 20 if mb else default.decoded_bytes,
         )
 
@@ -72,7 +72,10 @@ class DecodeBudget:
         self.check(instance.path, instance.frames, instance.shape, instance.bits_allocated)
 
 
-def _whole_number(name: str) -> int | None:
+def whole_number_env(name: str) -> int | None:
+    """The whole number above 0 that environment variable `name` sets; None when it is unset
+    or empty; ValueError naming the variable otherwise. The decode and model budgets read
+    their limits through it."""
     env = os.environ.get(name)
     if not env:
         return None

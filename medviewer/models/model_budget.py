@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medviewer.imaging.budget import _whole_number
+from medviewer.imaging.budget import whole_number_env
 from medviewer.models.errors import ModelTooLarge
 
 # The environment variables that set each limit; messages name them so users know what to raise.
@@ -44,10 +44,10 @@ class ModelBudget:
     def from_env(cls) -> ModelBudget:
         """The defaults, each overridden by its environment variable when set."""
         default = cls()
-        mb = _whole_number(MODEL_MB_ENV)
+        mb = whole_number_env(MODEL_MB_ENV)
         return cls(
-            input_pixels=_whole_number(INPUT_PIXELS_ENV) or default.input_pixels,
-            decoder_channels=_whole_number(DECODER_CHANNELS_ENV) or default.decoder_channels,
+            input_pixels=whole_number_env(INPUT_PIXELS_ENV) or default.input_pixels,
+            decoder_channels=whole_number_env(DECODER_CHANNELS_ENV) or default.decoder_channels,
             model_bytes=mb << 20 if mb else default.model_bytes,
         )
 
