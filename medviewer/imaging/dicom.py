@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import os
 import struct
 import warnings
@@ -20,7 +21,13 @@ from pydicom.tag import Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from medviewer.imaging.budget import DecodeBudget
-from medviewer.imaging.errors import ImageLoadError, NotAnImage, UnreadableFile, os_reason
+from medviewer.imaging.errors import (
+    PYDICOM_ERRORS,
+    ImageLoadError,
+    NotAnImage,
+    UnreadableFile,
+    os_reason,
+)
 from medviewer.imaging.header import LONG_VRS, Header, Values, read_plain
 from medviewer.imaging.records import Instance, Problem, frame_shape
 
@@ -38,18 +45,33 @@ _FUNCTIONAL = {
 }
 
 
+class _BoundedFile(io.BufferedReader):
+    """A file whose read(n) asks for no more than the bytes left in it. pydicom reads an
+    element's value with one read(length): a forged length (4 GB in a 10 KB file) would
+    allocate 4 GB before the read came up short, a MemoryError under a memory limit."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(io.FileIO(path, "rb"))
+        self._size = os.fstat(self.fileno()).st_size
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(self._size - self.tell(), 0))
+        return super().read(size)
+
+
 def _quiet_read(path: Path, **kwargs: Any) -> Dataset:
     # pydicom warns about every odd value; we report what matters as a reason instead.
-    with warnings.catch_warnings():
+    with _BoundedFile(path) as fp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pydicom.dcmread(path, **kwargs)
+        return pydicom.dcmread(fp, **kwargs)
 
 
 def read_dataset_header(path: Path) -> tuple[Dataset, int | None]:
     """The dataset without pixel data, and the file offset where the PixelData element starts
     (in a deflated file: its offset in the inflated dataset)."""
     try:
-        with open(path, "rb") as fp, warnings.catch_warnings():
+        with _BoundedFile(path) as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             meta = _file_meta(fp)
             if meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
@@ -62,7 +84,7 @@ def read_dataset_header(path: Path) -> tuple[Dataset, int | None]:
             return ds, offset if tag in (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10") else None
     except InvalidDicomError:
         return _read_without_meta(path), None
-    except (OSError, EOFError, ValueError, struct.error, KeyError, TypeError) as e:
+    except PYDICOM_ERRORS as e:
         raise UnreadableFile(path, f"DICOM header unreadable: {e}") from e
 
 
@@ -165,14 +187,23 @@ class _DatasetValues:
     fail where they always did and a DICOMDIR is never decoded.
     """
 
-    def __init__(self, ds: Dataset) -> None:
+    def __init__(self, ds: Dataset, path: Path) -> None:
         self._ds = ds
+        self._path = path
 
     def get(self, keyword: str, default: Any = None, /) -> Any:
-        if keyword in _FUNCTIONAL:
-            value = _functional(self._ds, _FUNCTIONAL[keyword], keyword)
-            return default if value is None else value
-        return self._source(keyword).get(keyword, default)
+        try:
+            if keyword in _FUNCTIONAL:
+                value = _functional(self._ds, _FUNCTIONAL[keyword], keyword)
+                return default if value is None else value
+            return self._source(keyword).get(keyword, default)
+        except PYDICOM_ERRORS as e:
+            # pydicom converts a value on first access: a malformed one fails here.
+            tag = Tag(tag_for_keyword(keyword))
+            raise UnreadableFile(
+                self._path,
+                f"invalid {dictionary_description(tag)} ({tag.group:04X},{tag.element:04X}): {e}",
+            ) from e
 
     def __contains__(self, keyword: object, /) -> bool:
         if not isinstance(keyword, str):
@@ -234,13 +265,18 @@ def _at_least_1(value: int, keyword: str, path: Path) -> None:
         raise UnreadableFile(path, f"{name} ({tag.group:04X},{tag.element:04X}) is {value}")
 
 
+_IS_LIMIT = 2**31  # an IS or US value lies in -2^31..2^31-1 (PS3.5 6.2)
+
+
 def _optional_int(values: Values, keyword: str) -> int | None:
-    """Numbers used only for ordering and display: an invalid one is ignored, not fatal."""
+    """Numbers used only for ordering and display: an invalid one is ignored, not fatal.
+    Out of range counts as invalid (SQLite stores no integer past 2^63)."""
     value = values.get(keyword)
     try:
-        return int(value) if value not in (None, "") else None
+        number = int(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+    return number if number is not None and -_IS_LIMIT <= number < _IS_LIMIT else None
 
 
 def describe(path: Path, budget: DecodeBudget | None = None) -> Instance:
@@ -258,7 +294,7 @@ def describe(path: Path, budget: DecodeBudget | None = None) -> Instance:
 def _read_header(path: Path) -> Header:
     """Any file's header, the pydicom way."""
     ds, pixel_data_at = read_dataset_header(path)
-    return Header(_DatasetValues(ds), pixel_data_at)
+    return Header(_DatasetValues(ds, path), pixel_data_at)
 
 
 def _instance_from_header(path: Path, header: Header, budget: DecodeBudget) -> Instance:
@@ -283,6 +319,8 @@ def _instance_from_header(path: Path, header: Header, budget: DecodeBudget) -> I
     if not ts:
         raise UnreadableFile(path, "file meta has no Transfer Syntax UID (0002,0010)")
     ts = _uid(str(ts))
+    if not ts.is_transfer_syntax:  # its encoding and decoder are unknown
+        raise UnreadableFile(path, f"unknown Transfer Syntax UID (0002,0010): {str(ts)[:80]!r}")
     rows = _require(values, "Rows", "0028,0010", path)
     columns = _require(values, "Columns", "0028,0011", path)
     bits = _require(values, "BitsAllocated", "0028,0100", path)
@@ -431,7 +469,7 @@ def _read_pixel_dataset(instance: Instance) -> Dataset:
     """The whole dataset; a deflated one inflated no further than its header's pixels."""
     if instance.transfer_syntax != DeflatedExplicitVRLittleEndian:
         return _quiet_read(instance.path, force=True)
-    with open(instance.path, "rb") as fp, warnings.catch_warnings():
+    with _BoundedFile(instance.path) as fp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         meta = _file_meta(fp)
         if meta is None:

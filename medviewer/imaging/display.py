@@ -7,10 +7,13 @@ or RGB, so what is exported is what was reviewed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+
+from medviewer.imaging.errors import PYDICOM_ERRORS
 
 
 @dataclass(frozen=True)
@@ -75,42 +78,56 @@ def _first(value: object) -> float | None:
     return float(value)  # type: ignore[arg-type]
 
 
+def _get(ds: Dataset, keyword: str) -> Any:
+    """ds.get(keyword), None where pydicom cannot convert the value (it converts on first
+    access): a garbled display attribute is shown as if absent, not as an error."""
+    try:
+        return ds.get(keyword)
+    except PYDICOM_ERRORS:
+        return None
+
+
+def _items(ds: Dataset, keyword: str) -> list[Dataset]:
+    """The items of a sequence; none where it is absent, garbled or no sequence at all."""
+    value = _get(ds, keyword)
+    return list(value) if isinstance(value, pydicom.sequence.Sequence) else []
+
+
 def _frame_group(ds: Dataset, frame: int, sequence: str) -> Dataset | None:
     """The functional group item for a frame of an enhanced multi-frame object, if any."""
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    if per_frame is not None and frame < len(per_frame) and sequence in per_frame[frame]:
-        return per_frame[frame][sequence][0]
-    shared = ds.get("SharedFunctionalGroupsSequence")
-    if shared and sequence in shared[0]:
-        return shared[0][sequence][0]
-    return None
+    per_frame = _items(ds, "PerFrameFunctionalGroupsSequence")
+    items = _items(per_frame[frame], sequence) if frame < len(per_frame) else []
+    if not items:
+        shared = _items(ds, "SharedFunctionalGroupsSequence")
+        items = _items(shared[0], sequence) if shared else []
+    return items[0] if items else None
 
 
 def _usable_lut(ds: Dataset, sequence: str) -> bool:
     """A LUT sequence whose first item has a 3-value descriptor and data; a broken one is
     skipped, so the image still shows through its rescale or window."""
-    items = ds.get(sequence)
+    items = _items(ds, sequence)
     if not items:
         return False
     item = items[0]
-    descriptor = item.get("LUTDescriptor")
+    descriptor = _get(item, "LUTDescriptor")
     try:
-        return descriptor is not None and len(descriptor) == 3 and bool(item.get("LUTData"))
+        return descriptor is not None and len(descriptor) == 3 and bool(_get(item, "LUTData"))
     except TypeError:
         return False
 
 
 def info_from_dataset(ds: Dataset, frame: int = 0) -> DisplayInfo:
     """Display parameters of one frame, from top-level or functional-group attributes."""
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    photometric = str(_get(ds, "PhotometricInterpretation") or "MONOCHROME2")
     if photometric.startswith(("YBR", "PALETTE")):
         photometric = "RGB"  # decoding converts these to RGB
     rescale = _frame_group(ds, frame, "PixelValueTransformationSequence") or ds
     voi = _frame_group(ds, frame, "FrameVOILUTSequence") or ds
     info = DisplayInfo(photometric=photometric)
     try:
-        info.slope = _first(rescale.get("RescaleSlope")) or 1.0
-        info.intercept = _first(rescale.get("RescaleIntercept")) or 0.0
+        info.slope = _first(_get(rescale, "RescaleSlope")) or 1.0
+        info.intercept = _first(_get(rescale, "RescaleIntercept")) or 0.0
     except (TypeError, ValueError):
         pass  # a garbled rescale is shown as stored values rather than not at all
     if _usable_lut(ds, "ModalityLUTSequence") and "RescaleSlope" not in rescale:
@@ -120,11 +137,11 @@ def info_from_dataset(ds: Dataset, frame: int = 0) -> DisplayInfo:
         info.voi_lut = Dataset()
         info.voi_lut.VOILUTSequence = ds.VOILUTSequence
         info.voi_lut.PhotometricInterpretation = photometric
-    centers, widths = voi.get("WindowCenter"), voi.get("WindowWidth")
+    centers, widths = _get(voi, "WindowCenter"), _get(voi, "WindowWidth")
     if centers is not None and widths is not None:
         cs = list(centers) if isinstance(centers, pydicom.multival.MultiValue) else [centers]
         ws = list(widths) if isinstance(widths, pydicom.multival.MultiValue) else [widths]
-        names = voi.get("WindowCenterWidthExplanation") or []
+        names = _get(voi, "WindowCenterWidthExplanation") or []
         names = [names] if isinstance(names, str) else list(names)
         try:
             info.windows = tuple(
@@ -134,7 +151,7 @@ def info_from_dataset(ds: Dataset, frame: int = 0) -> DisplayInfo:
             )
         except (TypeError, ValueError):
             pass  # a garbled window, like a garbled rescale: shown with a percentile window
-    info.voi_function = str(voi.get("VOILUTFunction", "LINEAR")).upper() or "LINEAR"
+    info.voi_function = str(_get(voi, "VOILUTFunction") or "LINEAR").upper() or "LINEAR"
     return info
 
 

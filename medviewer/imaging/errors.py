@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
+
+from pydicom.errors import BytesLengthException
+
+# What pydicom raises on a malformed element besides InvalidDicomError, when it reads one or
+# converts its value (values are converted lazily, on first access).
+PYDICOM_ERRORS = (
+    OSError,
+    EOFError,
+    ValueError,  # UnicodeDecodeError too
+    struct.error,
+    KeyError,
+    TypeError,
+    NotImplementedError,  # an unknown VR
+    BytesLengthException,  # a value whose length is no multiple of its VR's size
+)
 
 
 class ImageLoadError(Exception):
