@@ -43,7 +43,7 @@ from medviewer.inference.runner import BATCH, InferenceRunner
 from medviewer.models.pretrained import convert_efficientnet_lite0, find_efficientnet_lite0
 from medviewer.models.registry import build_model
 from medviewer.models.spec import ModelSpec
-from medviewer.models.versions import register_version
+from medviewer.models.versions import MANIFEST, register_version
 from medviewer.training.data import TrainingSet, prepare, split_by_patient
 from medviewer.training.metrics import evaluate
 from medviewer.training.protocol import Epoch, Event, TrainConfig
@@ -282,7 +282,9 @@ def _train(
             made = entry.get("made", {})
             source = f"weights shipped with medviewer (make demo-models, seed {made.get('seed')})"
             training = {**entry.get("training", {}), "shipped": made}
-            train_ids: list = []  # trained by make demo-models, on seed 0's phantoms
+            # Trained by make demo-models on seed 0's phantoms: this build's, when seed 0.
+            same = made.get("seed") == cfg.seed
+            train_ids = [i.image_id for i in split.train] if same else []
         else:
             train = prepare(ws, split.train, spec)
             torch.manual_seed(cfg.seed)
@@ -299,15 +301,16 @@ def _train(
         metrics = {
             "validation": validation,
             "note": f"demo model, {source}, on {data}",
-            "manifest": {
-                **split.manifest(),
-                "train": train_ids,
+            "manifest": {  # as training writes it; the image ids are in the MANIFEST file
+                "file": MANIFEST,
                 "train_images": len(train_ids),
                 "val_images": len(val),
+                "grouped_by": split.grouped_by,
             },
             "training": training,
         }
-        active = register_version(ws, spec, model, metrics, activate=True)
+        learnt = {"split": {**split.manifest(), "train": train_ids}, "trained_from": None}
+        active = register_version(ws, spec, model, metrics, manifest=learnt, activate=True)
     return {
         "version": active.version,
         "task": spec.task,

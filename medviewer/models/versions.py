@@ -172,6 +172,27 @@ def load_version(
     return model, spec, mv.version
 
 
+def learnt_from(ws: Workspace, name: str, version: str) -> set[int]:
+    """Image ids a version trained on, its ancestors' included (a version trained from another
+    started from what that one learnt): what a fair comparison with it must not validate on.
+    Read from each version's manifest (`split.train`, `trained_from`); a version without one
+    (added from outside with `models add`) adds nothing."""
+    seen: set[int] = set()
+    visited: set[str] = set()
+    current: str | None = version
+    versions = {m.version: m for m in ws.models.list(name)}
+    while current in versions and current not in visited:
+        visited.add(current)
+        path = _folder(ws, versions[current]) / MANIFEST
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError):
+            break
+        seen.update(int(i) for i in manifest.get("split", {}).get("train", []))
+        current = manifest.get("trained_from")
+    return seen
+
+
 def load_gate_classifier(ws: Workspace, spec: ModelSpec) -> tuple[MedModel, ModelSpec] | None:
     """The active classifier a two-stage gate runs first; None for other gates."""
     gate = spec.gate

@@ -26,7 +26,7 @@ from medviewer.atomic import atomic_write_json
 from medviewer.imaging import ImageLoadError
 from medviewer.inference.errors import InferenceError
 from medviewer.models.errors import ModelError
-from medviewer.models.versions import MANIFEST, load_version, register_version
+from medviewer.models.versions import MANIFEST, learnt_from, load_version, register_version
 from medviewer.training.data import TrainingSet, items_from_manifest, prepare, split_by_patient
 from medviewer.training.errors import TrainingError
 from medviewer.training.metrics import evaluate
@@ -105,10 +105,14 @@ def _data(
     if saved is not None and saved.is_file():
         manifest = json.loads(saved.read_text())
         items = items_from_manifest(ws, manifest)
+        seen = set(manifest.get("learnt_by_active", []))
     else:
         snapshot = training_snapshot(ws)
         items = snapshot.for_model(spec, names)
         manifest = snapshot.manifest(items)
+        # The version this one starts from and is compared with: validate on patients it never
+        # learnt from, so the comparison is fair.
+        seen = learnt_from(ws, job.model, from_version)
     if not items:
         others = "" if len(names) < 2 else (
             f"; beside other models, {job.model} learns from the images it has proposed on or "
@@ -118,14 +122,15 @@ def _data(
             f"no confirmed images to train {job.model} on in {ws.root}: correct or approve "
             f"some images first (unreviewed AI proposals are never used){others}"
         )
-    split = split_by_patient(items, job.val_fraction, job.train.seed)
+    split = split_by_patient(items, job.val_fraction, job.train.seed, seen)
     train, val = prepare(ws, split.train, spec), prepare(ws, split.val, spec)
     skipped = train.skipped + val.skipped
     if len(train) == 0 or len(val) == 0:
         reasons = "; ".join(f"image {i}: {r}" for i, r in skipped[:3])
         raise TrainingError(f"no usable images for training and validation ({reasons})")
     manifest = {
-        **manifest, "split": split.manifest(), "skipped": skipped, "trained_from": from_version
+        **manifest, "split": split.manifest(), "skipped": skipped, "trained_from": from_version,
+        "learnt_by_active": sorted(seen),
     }  # fmt: skip
     if run_dir is not None and main:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ a normal image learns to paint something on every image.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,10 +35,12 @@ class Split:
     train: list[TrainingItem]
     val: list[TrainingItem]
     grouped_by: str  # patient | study | image
+    seen_held_out: bool = False  # validation includes patients the compared version learnt from
 
     def manifest(self) -> dict[str, Any]:
         return {
             "grouped_by": self.grouped_by,
+            "seen_held_out": self.seen_held_out,
             "train": [i.image_id for i in self.train],
             "val": [i.image_id for i in self.val],
         }
@@ -51,12 +53,17 @@ def _group(item: TrainingItem, by: str) -> str:
     return item.patient_id or f"study:{item.study_uid}"
 
 
-def split_by_patient(items: Sequence[TrainingItem], val_fraction: float, seed: int) -> Split:
+def split_by_patient(
+    items: Sequence[TrainingItem], val_fraction: float, seed: int, seen: Set[int] = frozenset()
+) -> Split:
     """Whole patients (or studies when patient ids are empty) go to one side, never slices of
     one patient to both: neighbouring slices are near copies and would inflate the score.
 
-    Only when everything belongs to one patient/folder is the split made per image (said so in
-    the manifest): there is nothing better to hold out then.
+    `seen`: images the version this one will be compared with learnt from (`learnt_from`); their
+    patients are not held out, so both are judged on patients neither trained on. When every
+    patient was seen, the split ignores it (said so in the manifest: the comparison then favours
+    the old version). Only when everything belongs to one patient/folder is the split made per
+    image (also said so): there is nothing better to hold out then.
     """
     by = "patient" if any(i.patient_id for i in items) else "study"
     groups = sorted({_group(i, by) for i in items})
@@ -68,11 +75,13 @@ def split_by_patient(items: Sequence[TrainingItem], val_fraction: float, seed: i
             f"to validate (have {len(items)} image(s), val_fraction {val_fraction})"
         )
     random.Random(seed).shuffle(groups)
+    known = {_group(i, by) for i in items if i.image_id in seen}
+    unseen = [g for g in groups if g not in known]
     n_val = min(len(groups) - 1, max(1, round(val_fraction * len(groups))))
-    held = set(groups[:n_val])
+    held = set((unseen or groups)[:n_val])
     val = [i for i in items if _group(i, by) in held]
     train = [i for i in items if _group(i, by) not in held]
-    return Split(train, val, by)
+    return Split(train, val, by, seen_held_out=bool(known) and not unseen)
 
 
 def items_from_manifest(ws: Workspace, manifest: dict[str, Any]) -> list[TrainingItem]:

@@ -11,7 +11,13 @@ from safetensors.torch import save_file
 from medviewer.models.errors import UnusableWeights
 from medviewer.models.registry import build_model
 from medviewer.models.spec import ModelSpec
-from medviewer.models.versions import MANIFEST, add_model, register_version, version_dir
+from medviewer.models.versions import (
+    MANIFEST,
+    add_model,
+    learnt_from,
+    register_version,
+    version_dir,
+)
 from medviewer.workspace import Workspace
 from medviewer.workspace.errors import SaveError
 from tests.specs import tiny_segmenter
@@ -70,3 +76,18 @@ def test_weights_that_are_not_finite_are_never_registered(tmp_path: Path) -> Non
         with pytest.raises(UnusableWeights, match=r"nan.safetensors: tensor net.segm"):
             add_model(ws, SPEC, path)
         assert ws.models.list() == []
+
+
+def test_learnt_from_follows_the_versions_a_version_was_trained_from(tmp_path: Path) -> None:
+    with Workspace.open(tmp_path / "ws") as ws:
+        model = build_model(SPEC)
+        register_version(ws, SPEC, model, {})  # v1: added from outside, no manifest
+        split = lambda train: {"grouped_by": "patient", "train": train, "val": [99]}  # noqa: E731
+        register_version(ws, SPEC, model, {}, manifest={"split": split([1, 2]),
+                                                        "trained_from": "v1"})  # fmt: skip
+        register_version(ws, SPEC, model, {}, manifest={"split": split([3]),
+                                                        "trained_from": "v2"})  # fmt: skip
+        assert learnt_from(ws, "tiny", "v1") == set()
+        assert learnt_from(ws, "tiny", "v2") == {1, 2}
+        assert learnt_from(ws, "tiny", "v3") == {1, 2, 3}
+        assert learnt_from(ws, "tiny", "v9") == set()

@@ -105,6 +105,19 @@ def test_split_keeps_each_patient_on_one_side() -> None:
     assert len(others) > 1  # the seed decides
 
 
+def test_split_holds_out_only_patients_the_compared_version_never_learnt_from() -> None:
+    items = [item(i, f"P{i % 8}") for i in range(40)]
+    seen = {i.image_id for i in items if i.patient_id in ("P0", "P1", "P2", "P3", "P4")}
+    for seed in range(6):
+        split = split_by_patient(items, 0.25, seed, seen)
+        val = {i.patient_id for i in split.val}
+        assert len(val) == 2 and not val & {"P0", "P1", "P2", "P3", "P4"}
+        assert not split.seen_held_out
+    assert split_by_patient(items, 0.25, 0) == split_by_patient(items, 0.25, 0, set())
+    everyone = split_by_patient(items, 0.25, 0, {i.image_id for i in items})
+    assert everyone.val and everyone.seen_held_out and everyone.manifest()["seen_held_out"]
+
+
 def test_split_by_study_without_patient_ids_then_by_image() -> None:
     items = [item(i, "", f"folder:{i % 4}") for i in range(12)]
     split = split_by_patient(items, 0.25, seed=0)

@@ -98,6 +98,30 @@ def test_run_registers_a_version_compared_with_the_active_one(project: tuple, tm
     assert not {patients[i] for i in split["train"]} & {patients[i] for i in split["val"]}
 
 
+def test_the_comparison_validates_on_patients_the_active_version_never_learnt_from(
+    project: tuple,
+) -> None:
+    """v3 is trained from, and compared with, v2: v2's training patients stay out of v3's
+    validation, so neither version is judged on what it learnt."""
+    ws_dir, truth = project
+    with Workspace.open(ws_dir) as ws:
+        confirm(ws, truth)
+    run(job(ws_dir, val_fraction=0.5))  # v2
+    with Workspace.open(ws_dir) as ws:
+        ws.models.activate("lesion", "v2")
+    for seed in (0, 1):
+        done, _ = run(job(ws_dir, val_fraction=0.5, seed=seed))
+        read = lambda v: json.loads((version_dir_of(ws_dir, v) / "manifest.json").read_text())  # noqa: E731
+        v2, new = read("v2"), read(done["version"])
+        assert new["trained_from"] == "v2" and new["learnt_by_active"] == sorted(
+            v2["split"]["train"]
+        )
+        patients = {r.id: r.patient_id for r in Workspace.open(ws_dir, readonly=True).images()}
+        learnt = {patients[i] for i in v2["split"]["train"]}
+        assert new["split"]["val"] and not {patients[i] for i in new["split"]["val"]} & learnt
+        assert not new["split"]["seen_held_out"]
+
+
 def test_beside_other_models_a_model_trains_only_on_its_own_images(project: tuple, tmp_path):
     """A chest model must not learn from another task's confirmed images: with two models in
     the workspace, a job takes the images whose revisions name its model."""
