@@ -8,6 +8,7 @@ from pathlib import Path
 
 import platformdirs
 
+from medviewer.errors import SettingError
 from medviewer.imaging.budget import DecodeBudget
 from medviewer.imaging.cache import DEFAULT_CACHE_BYTES
 from medviewer.models.model_budget import ModelBudget
@@ -36,7 +37,7 @@ def cache_bytes() -> int:
     try:
         mb = int(env)
     except ValueError:
-        raise ValueError(
+        raise SettingError(
             f"MEDVIEWER_CACHE_MB must be a whole number of megabytes, not {env!r}"
         ) from None
     return max(mb, 0) << 20

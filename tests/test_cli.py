@@ -26,6 +26,16 @@ def test_info_lists_series_and_unreadable(capsys: pytest.CaptureFixture[str]) ->
     assert "MR_truncated.dcm: pixel data truncated: 8130 of 8192 bytes" in out
 
 
+def test_an_unreadable_setting_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    setting = "MEDVIEWER_MAX_FRAMES"
+    monkeypatch.setenv(setting, "lots")
+    assert main(["info", str(sample_file("CT_small.dcm"))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {setting} must be a whole number above 0, not 'lots'"
+
+
 def test_info_json(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["info", "--json", str(sample_file("rtdose.dcm"))])
     data = json.loads(capsys.readouterr().out)

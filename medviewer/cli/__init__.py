@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from medviewer import __version__
 from medviewer.cli import demo, gui, imaging, model_commands, training, workspace
 from medviewer.config import debug
+from medviewer.errors import SettingError
 from medviewer.imaging import ImageLoadError
 from medviewer.inference.errors import InferenceError
 from medviewer.models.errors import ModelError
@@ -54,7 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("\ninterrupted", file=sys.stderr)
         return 130
-    except (ImageLoadError, WorkspaceError, ModelError, InferenceError, TrainingError) as e:
+    except (
+        ImageLoadError,
+        WorkspaceError,
+        ModelError,
+        InferenceError,
+        TrainingError,
+        SettingError,
+    ) as e:
         if debug():
             raise
         # Errors a user can meet are one line naming the file and reason.

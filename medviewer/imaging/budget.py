@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from medviewer.errors import SettingError
 from medviewer.imaging.errors import UnreadableFile
 from medviewer.imaging.records import Instance
 
@@ -74,7 +75,7 @@ class DecodeBudget:
 
 def whole_number_env(name: str) -> int | None:
     """The whole number above 0 that environment variable `name` sets; None when it is unset
-    or empty; ValueError naming the variable otherwise. The decode and model budgets read
+    or empty; SettingError naming the variable otherwise. The decode and model budgets read
     their limits through it."""
     env = os.environ.get(name)
     if not env:
@@ -84,5 +85,5 @@ def whole_number_env(name: str) -> int | None:
     except ValueError:
         value = 0
     if value < 1:
-        raise ValueError(f"{name} must be a whole number above 0, not {env!r}")
+        raise SettingError(f"{name} must be a whole number above 0, not {env!r}")
     return value
