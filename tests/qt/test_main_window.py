@@ -138,3 +138,22 @@ def test_remove_islands_clear_and_accept(window, qtbot) -> None:
     assert not _mask(window).any()
     qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert _mask(window)[30, 30] == 1
+
+
+def test_a_smaller_image_after_a_larger_one_fills_the_view(window, qtbot, tmp_path) -> None:
+    """The overlays still sized for the previous image must not keep its zoom: a 64x80 slice
+    after a 400x500 photograph was drawn as a speck in a corner."""
+    import cv2
+
+    big = tmp_path / "big" / "photo.png"
+    big.parent.mkdir()
+    cv2.imwrite(str(big), np.full((400, 500), 128, np.uint8))
+    window.ws.import_paths([big.parent])
+    large = next(r.id for r in window.ws.images() if r.path.endswith("photo.png"))
+    small = next(r.id for r in window.ws.images() if not r.path.endswith("photo.png"))
+    for image_id, side in ((large, 500), (small, 80)):
+        window.open_image(image_id)
+        qtbot.waitUntil(lambda i=image_id: window.review.state.image.id == i, timeout=10_000)
+        qtbot.wait(50)
+        (x0, x1), (y0, y1) = window.view.box.viewRange()
+        assert min(x1 - x0, y1 - y0) <= side * 1.01 < 2 * max(x1 - x0, y1 - y0)

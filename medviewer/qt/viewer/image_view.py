@@ -113,7 +113,8 @@ class ImageView(pg.GraphicsView):
         else:
             self._render()
         if not keep_view:
-            self.box.autoRange(padding=0)
+            # The image alone: overlays still sized for the previous image would widen the range.
+            self.box.autoRange(padding=0, items=[self.image_item])
 
     @property
     def values(self) -> np.ndarray | None:
