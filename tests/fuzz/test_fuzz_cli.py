@@ -49,3 +49,13 @@ def test_an_unexpected_error_counts_as_a_traceback() -> None:
     assert classify([result(2, scan_bug)])[0] == "traceback"
     assert classify([result(None, "escaped medviewer.cli.main: SystemExit")])[0] == "traceback"
     assert classify([result(0, "wrote x.png")])[0] == "ok"
+
+
+def test_peak_memory_is_the_workers_own_not_the_parents(tmp_path: Path) -> None:
+    """Linux keeps getrusage's ru_maxrss across exec: workers started by a pytest that had grown
+    (model tests before this one) reported its size as theirs."""
+    import numpy as np
+
+    fat = np.ones(800 << 20, np.uint8)  # 800 MB resident in this process
+    report = run(4, 0, workers=1, timeout=60, memory=MEMORY, workdir=tmp_path)
+    assert fat.sum() == 800 << 20 and report.peak_rss < 600 << 20, report.summary()

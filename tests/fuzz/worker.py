@@ -38,6 +38,13 @@ def _cap_memory(extra: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (vm + extra, vm + extra))
 
 
+def _peak_rss() -> int:
+    """This process's peak resident memory, VmHWM. Not getrusage's ru_maxrss: Linux keeps that
+    across exec, so a worker started from a pytest that had grown to 2.5 GB reported 2.5 GB."""
+    with open("/proc/self/status") as fp:
+        return next(int(line.split()[1]) << 10 for line in fp if line.startswith("VmHWM:"))
+
+
 def run_one(cli: object, argv: list[str]) -> dict:
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
@@ -69,7 +76,7 @@ def main() -> int:
         own.mkdir(exist_ok=True)
         results = [run_one(cli, argv) for argv in commands(path, own)]
         shutil.rmtree(own, ignore_errors=True)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10
+        peak = _peak_rss()
         report.write(json.dumps({"path": str(path), "results": results, "peak_rss": peak}) + "\n")
     return 0
 
