@@ -11,6 +11,7 @@ for raster files flips, truncation and forged dimensions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import io
 import random
@@ -18,7 +19,7 @@ import struct
 import sys
 import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,8 +142,26 @@ def _seeds() -> tuple[tuple[str, bytes], ...]:
     return tuple(out)
 
 
+@contextlib.contextmanager
+def _lenient_pydicom() -> Iterator[None]:
+    """Writing odd values is the point: pydicom must not refuse or fix them while a mutant is
+    made. Only then: pydicom's settings are global, and other tests rely on its warnings."""
+    settings = config.settings
+    before = settings.writing_validation_mode, settings.reading_validation_mode
+    settings.writing_validation_mode = settings.reading_validation_mode = config.IGNORE
+    try:
+        yield
+    finally:
+        settings.writing_validation_mode, settings.reading_validation_mode = before
+
+
 def mutant(seed: int, index: int) -> Mutant:
     """Mutant `index` of run `seed`: a seed file (in turn) with one to three mutations."""
+    with _lenient_pydicom():
+        return _mutant(seed, index)
+
+
+def _mutant(seed: int, index: int) -> Mutant:
     rng = random.Random(f"medviewer-fuzz:{seed}:{index}")
     files = _seeds()
     name, data = files[index % len(files)]
@@ -369,10 +388,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.out}: {m.seed_file}: {'; '.join(m.ops)} ({len(m.data)} bytes)")
     return 0
 
-
-# Writing odd values is the point; pydicom must not refuse or fix them.
-config.settings.writing_validation_mode = config.IGNORE
-config.settings.reading_validation_mode = config.IGNORE
 
 if __name__ == "__main__":
     sys.exit(main())
