@@ -4,6 +4,10 @@ A mask blob is a PNG of the uint8 label map named by the SHA-256 of its shape an
 so identical masks are stored once and a blob can be checked against its name on read.
 Written by medviewer.atomic (temp file -> fsync -> rename -> fsync folder); only then may a row
 point at it. Temp files live in `tmp/`, so a crash's leftovers are found and removed.
+
+A blob no revision names is moved to `orphaned/`, not deleted, and deleted from there after
+ORPHAN_DAYS: "unreferenced" is only as true as the database, and a database restored from an
+older backup does not name the masks saved since. Read back through `get`, an orphan returns.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from medviewer.processes import pid_alive
 from medviewer.workspace.errors import CorruptBlob, SaveError
 
 TMP_SUFFIX = ".tmp"
+ORPHANS = "orphaned"
+ORPHAN_DAYS = 30
 # Label maps are long runs of one value: RLE without filtering encodes a 2048x2048 mask in
 # ~8 ms (vs ~20 ms at plain level 1) and smaller; the file is still an ordinary PNG.
 PNG_FLAGS = [
@@ -53,6 +59,9 @@ class BlobStore:
     def path(self, digest: str) -> Path:
         return self.root / digest[:2] / f"{digest}.png"
 
+    def orphan_path(self, digest: str) -> Path:
+        return self.root / ORPHANS / f"{digest}.png"
+
     def put(self, mask: np.ndarray) -> str:
         """Store a mask durably; return its hash. Raises SaveError and leaves nothing behind."""
         if mask.dtype != np.uint8 or mask.ndim != 2:
@@ -77,6 +86,12 @@ class BlobStore:
     def get(self, digest: str) -> np.ndarray:
         """The mask with that hash; raises CorruptBlob if it is missing or altered."""
         path = self.path(digest)
+        orphan = self.orphan_path(digest)
+        if not path.exists() and orphan.exists():  # a row names it again: take it back
+            try:
+                os.replace(orphan, path)
+            except OSError:
+                path = orphan  # a read-only workspace: read it where it is
         try:
             data = np.fromfile(path, dtype=np.uint8)
         except OSError as e:
@@ -87,11 +102,12 @@ class BlobStore:
         return mask
 
     def clean_leftovers(self, referenced: set[str], grace_seconds: float = 600) -> int:
-        """Delete temp files of dead writers and unreferenced blobs older than the grace period.
+        """Delete temp files of dead writers; move blobs no revision names, older than the grace
+        period, to `orphaned/`; delete orphans after ORPHAN_DAYS. Returns the files handled.
 
         The grace period protects a blob another process has renamed but not yet committed.
         """
-        removed = 0
+        handled = 0
         now = time.time()
         if self.tmp.is_dir():
             for f in self.tmp.iterdir():
@@ -101,9 +117,16 @@ class BlobStore:
                     or now - f.stat().st_mtime > 86400
                 ):
                     f.unlink(missing_ok=True)
-                    removed += 1
+                    handled += 1
         for f in self.root.glob("??/*.png"):
             if f.stem not in referenced and now - f.stat().st_mtime > grace_seconds:
+                dest = self.orphan_path(f.stem)
+                dest.parent.mkdir(exist_ok=True)
+                os.replace(f, dest)
+                os.utime(dest)  # its days as an orphan count from now
+                handled += 1
+        for f in (self.root / ORPHANS).glob("*.png"):
+            if now - f.stat().st_mtime > ORPHAN_DAYS * 86400:
                 f.unlink(missing_ok=True)
-                removed += 1
-        return removed
+                handled += 1
+        return handled

@@ -17,7 +17,7 @@ import pytest
 
 from medviewer.workspace import CorruptBlob, SaveError, Workspace
 from medviewer.workspace import blobs as blobs_module
-from medviewer.workspace.blobs import mask_hash
+from medviewer.workspace.blobs import ORPHAN_DAYS, mask_hash
 
 # Saves revisions as fast as it can; prints "<revision id> <mask hash>" after each commit.
 WRITER = """
@@ -129,11 +129,42 @@ def test_damaged_blob_is_reported_not_returned(ws: Workspace) -> None:
         ws.revisions.read_mask(rev)
 
 
-def test_old_orphan_blobs_cleaned_recent_kept(ws: Workspace) -> None:
+def test_old_orphan_blobs_set_aside_recent_kept(ws: Workspace) -> None:
     orphan_old = ws.blobs.put(np.full((4, 4), 7, np.uint8))
     orphan_new = ws.blobs.put(np.full((4, 4), 8, np.uint8))
     old = time.time() - 3600
     os.utime(ws.blobs.path(orphan_old), (old, old))
     ws.clean_leftovers()
-    assert not ws.blobs.path(orphan_old).exists()
+    assert not ws.blobs.path(orphan_old).exists() and ws.blobs.orphan_path(orphan_old).exists()
     assert ws.blobs.path(orphan_new).exists()  # may belong to a commit in flight elsewhere
+    expired = time.time() - (ORPHAN_DAYS + 1) * 86400
+    os.utime(ws.blobs.orphan_path(orphan_old), (expired, expired))
+    ws.clean_leftovers()
+    assert not ws.blobs.orphan_path(orphan_old).exists()
+
+
+def test_a_database_restored_from_an_older_backup_loses_no_mask(
+    tmp_path: Path, series_dir: Path
+) -> None:
+    """The backup does not name masks saved after it: they are set aside, not deleted, and come
+    back when a database that names them is put back."""
+    with Workspace.open(tmp_path / "ws") as ws:
+        ws.import_paths([series_dir])
+        image = ws.images()[0].id
+        ws.revisions.save_mask(image, np.zeros((32, 24), np.uint8), source="human", author="dr")
+    db = tmp_path / "ws" / "medviewer.sqlite"
+    backup = db.read_bytes()
+    with Workspace.open(tmp_path / "ws") as ws:
+        mask = np.ones((32, 24), np.uint8)
+        newer = ws.revisions.save_mask(image, mask, source="human", author="dr")
+        old = time.time() - 3600
+        os.utime(ws.blobs.path(newer.blob), (old, old))
+    current = db.read_bytes()
+    db.write_bytes(backup)  # the older backup, restored
+    with Workspace.open(tmp_path / "ws") as ws:  # its clean-up sets the newer mask aside
+        assert not ws.blobs.path(newer.blob).exists()
+        assert ws.blobs.orphan_path(newer.blob).exists()
+    db.write_bytes(current)  # the right database found again
+    with Workspace.open(tmp_path / "ws") as ws:
+        assert np.array_equal(ws.revisions.read_mask(ws.revisions.get(newer.id)), mask)
+        assert ws.blobs.path(newer.blob).exists()
