@@ -158,7 +158,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     masks.set_defaults(func=cmd_import_masks)
 
     exp = sub.add_parser("export", parents=[common], help="write masks and labels out")
-    exp.add_argument("--format", required=True, choices=["dicom-seg", "png", "csv"])
+    exp.add_argument("--format", required=True, choices=["dicom-seg", "png", "nifti", "csv"])
     exp.add_argument("--out", type=Path, required=True)
     exp.add_argument("--which", choices=["final", "original"], default="final")
     exp.set_defaults(func=cmd_export)

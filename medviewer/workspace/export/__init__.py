@@ -1,10 +1,12 @@
-"""Export reviewed masks: DICOM SEG, PNG label maps (optionally with overlays) or a CSV table.
+"""Export reviewed masks: DICOM SEG, PNG label maps (optionally with overlays), NIfTI label
+volumes or a CSV table.
 
 `export_workspace` picks one mask revision per image ("final": the confirmed truth, as
 `Revisions.confirmed` defines it; "original": the latest AI one); images without one are
 skipped and counted. A mask whose stored file is missing or damaged costs only its own image:
 the rest is exported and the image is listed in `ExportReport.failed` with the reason. The
-format modules are imported on use so that a PNG or CSV export never loads highdicom.
+format modules are imported on use so that a PNG or CSV export never loads highdicom or
+nibabel.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from medviewer.workspace.revisions import Revision
     from medviewer.workspace.store import ImageRow, Workspace
 
-FORMATS = ("dicom-seg", "png", "csv")
+FORMATS = ("dicom-seg", "png", "nifti", "csv")
 WHICH = ("final", "original")
 
 
@@ -66,6 +68,10 @@ def export_workspace(
         from medviewer.workspace.export.png import export_png
 
         export_png(ws, out, which, report, overlay=overlay)
+    elif fmt == "nifti":
+        from medviewer.workspace.export.nifti import export_nifti
+
+        export_nifti(ws, out, which, report)
     else:
         from medviewer.workspace.export.csv_table import export_csv
 
