@@ -27,14 +27,15 @@ demo: $(VENV)/.demo-installed
 demo-models: $(VENV)/.demo-installed
 	$(PY) -m medviewer.demo.make_models
 
-# dcmtk (dcmj2pnm) and dicom3tools (dciodvfy) check our output; tests needing them skip without.
+# dcmtk (dcmj2pnm), dicom3tools (dciodvfy) and dcm2niix check our output; tests needing them
+# skip without.
 debian-tools:
-	@if command -v dcmj2pnm >/dev/null && command -v dciodvfy >/dev/null; then :; \
+	@if command -v dcmj2pnm >/dev/null && command -v dciodvfy >/dev/null && command -v dcm2niix >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing dcmtk and dicom3tools"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk dicom3tools >/dev/null) \
-		|| echo "note: could not install dcmtk/dicom3tools; the tests that need them will skip"; \
-	else echo "note: dcmtk/dicom3tools missing and not root; the tests that need them will skip"; fi
+		echo "installing dcmtk, dicom3tools and dcm2niix"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk dicom3tools dcm2niix >/dev/null) \
+		|| echo "note: could not install dcmtk/dicom3tools/dcm2niix; the tests that need them will skip"; \
+	else echo "note: dcmtk/dicom3tools/dcm2niix missing and not root; the tests that need them will skip"; fi
 
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check
