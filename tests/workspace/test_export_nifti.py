@@ -163,3 +163,23 @@ def test_a_lost_mask_is_named_and_its_slice_left_empty(tmp_path: Path) -> None:
     why = "stored mask missing or unreadable: No such file or directory"
     assert report.failed == [f"image {s2.id} (s2.dcm): {lost}: {why}"]
     assert report.exported == SLICES - 1
+
+
+def test_slices_sharing_a_position_are_each_one_slice(tmp_path: Path) -> None:
+    folder = tmp_path / "ct"
+    folder.mkdir()
+    for k in range(2):  # two acquisitions at one table position
+        write_ct_slice(
+            folder / f"s{k}.dcm",
+            np.zeros((ROWS, COLUMNS), np.int16),
+            series_uid="1.2.826.0.1.77.4",
+            position=(0.0, 0.0, 5.0),
+        )
+    with import_with_masks(tmp_path / "ws", folder, {0, 1}) as ws:
+        report = export_workspace(ws, tmp_path / "out", "nifti")
+    assert len(report.files) == 2 and report.exported == 2
+    assert all(nib.load(f).shape == (COLUMNS, ROWS, 1) for f in report.files)
+    assert report.notes == [
+        "Slices sharing one position were each written as a one-slice volume: "
+        "series 1.2.826.0.1.77.4 (2 slices)."
+    ]
