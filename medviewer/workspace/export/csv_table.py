@@ -21,6 +21,7 @@ from medviewer.workspace.export import (
 from medviewer.workspace.revisions import mask_summary
 
 if TYPE_CHECKING:
+    from medviewer.deid.profile import Anonymiser
     from medviewer.workspace.revisions import Revision
     from medviewer.workspace.store import Workspace
 
@@ -74,7 +75,16 @@ def pixel_counts(ws: Workspace, rev: Revision) -> dict[int, int]:
     return {int(k): int(v) for k, v in counts.items()}
 
 
-def export_csv(ws: Workspace, out_dir: Path, which: str, report: ExportReport) -> Path:
+def export_csv(
+    ws: Workspace,
+    out_dir: Path,
+    which: str,
+    report: ExportReport,
+    *,
+    anonymiser: Anonymiser | None = None,
+) -> Path:
+    """With an `anonymiser`, patient IDs are the pseudonyms, UIDs the replacements, and the
+    path (whose folders often name the patient) is left empty."""
     resolver = ClassResolver(ws)
     records: list[dict[str, Any]] = []
     class_columns: dict[str, None] = {}  # an ordered set
@@ -121,6 +131,8 @@ def export_csv(ws: Workspace, out_dir: Path, which: str, report: ExportReport) -
             for value, name in enumerate(palette.names):
                 class_columns[PIXELS + name] = None
                 record[PIXELS + name] = counts.get(value, 0)
+        if anonymiser is not None:
+            _anonymise(record, anonymiser)
         records.append(record)
     path = out_dir / f"images_{which}.csv"
     text = io.StringIO(newline="")
@@ -143,3 +155,11 @@ def export_csv(ws: Workspace, out_dir: Path, which: str, report: ExportReport) -
             f"so their classes are counted as 'Class N': {listing(unnamed)}."
         )
     return path
+
+
+def _anonymise(record: dict[str, Any], anonymiser: Anonymiser) -> None:
+    record["patient_id"] = anonymiser.mapping.patient(record["patient_id"] or "").pseudonym
+    record["path"] = ""
+    for key in ("study_uid", "series_uid", "sop_instance_uid"):
+        if record[key]:
+            record[key] = anonymiser.mapping.uid(record[key])

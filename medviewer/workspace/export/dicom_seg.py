@@ -46,6 +46,7 @@ from medviewer.workspace.export.png import export_png
 from medviewer.workspace.revisions import HUMAN_SOURCES
 
 if TYPE_CHECKING:
+    from medviewer.deid.profile import Anonymiser
     from medviewer.imaging import FrameRef
     from medviewer.workspace.revisions import Revision
     from medviewer.workspace.store import ImageRow, Workspace
@@ -104,6 +105,7 @@ class Context:
     which: str
     report: ExportReport
     resolver: ClassResolver
+    anonymiser: Anonymiser | None = None  # de-identify each SEG and copy its sources
     fallback: dict[str, list[Item]] = field(default_factory=dict)  # reason -> PNG instead
     grouped: dict[str, list[str]] = field(default_factory=dict)  # note -> series it is about
 
@@ -112,8 +114,15 @@ class Context:
             self.report.notes.append(text)
 
 
-def export_dicom_seg(ws: Workspace, out_dir: Path, which: str, report: ExportReport) -> None:
-    ctx = Context(ws, out_dir, which, report, ClassResolver(ws))
+def export_dicom_seg(
+    ws: Workspace,
+    out_dir: Path,
+    which: str,
+    report: ExportReport,
+    *,
+    anonymiser: Anonymiser | None = None,
+) -> None:
+    ctx = Context(ws, out_dir, which, report, ClassResolver(ws), anonymiser)
     series: dict[tuple[str, str], list[Item]] = {}
     for row in ws.images():
         rev = chosen_mask(ws, row.id, which)
@@ -131,7 +140,15 @@ def export_dicom_seg(ws: Workspace, out_dir: Path, which: str, report: ExportRep
         report.notes.append(f"{listing(labels)}: {text}")
     names = UniqueNames()
     for reason, items in ctx.fallback.items():
-        files = export_png(ws, out_dir, which, report, rows=[i.row for i in items], names=names)
+        files = export_png(
+            ws,
+            out_dir,
+            which,
+            report,
+            rows=[i.row for i in items],
+            names=names,
+            anonymiser=anonymiser,
+        )
         written = [
             f"{describe_image(i.row, i.ref.instance)} -> {files[i.row.id].name}"
             for i in items
@@ -261,6 +278,11 @@ class SeriesExport:
             planes = np.stack([m for _, m in readable])
         palette = self._palette(unit, int(planes.max()))
         seg = self._segmentation(unit, sources, planes, palette)
+        uids = [str(s.SOPInstanceUID) for s in sources]
+        deid = self.ctx.anonymiser
+        if deid is not None:  # in memory: an identifying SEG never reaches the export folder
+            deid.dataset(seg)
+            uids = [deid.mapping.uid(uid) for uid in uids]
         self.instances += 1
         path = self.ctx.out_dir / self._file_name(unit)
         try:
@@ -268,17 +290,36 @@ class SeriesExport:
         except OSError as e:
             raise ExportError(f"{path}: cannot write: {e.strerror}") from e
         try:
-            _check_read_back(path, sources, planes, by_frame=inst.frames > 1)
+            _check_read_back(path, uids, planes, by_frame=inst.frames > 1)
         except Unsupported:
             path.unlink(missing_ok=True)
             self.instances -= 1
             raise
         self.ctx.report.files.append(path)
         self.ctx.report.exported += len(unit)
+        if deid is not None:
+            self._copy_sources(unit, deid)
+
+    def _copy_sources(self, unit: list[Item], deid: Anonymiser) -> None:
+        """The de-identified sources the SEG references, once per file."""
+        from medviewer.workspace.export.anonymised import BURNED_IN, write_source
+
+        for path in dict.fromkeys(i.ref.instance.path for i in unit):
+            copy, burned_in = write_source(deid, path, self.ctx.out_dir)
+            self.ctx.report.files.append(copy)
+            if burned_in:
+                self._group(BURNED_IN, self._label(unit))
 
     def _file_name(self, unit: list[Item]) -> str:
         row = unit[0].row
-        stem = safe_name(f"{row.series_description or row.modality or 'series'}_{row.series_uid}")
+        if self.ctx.anonymiser is not None:  # no description or original UID in the name
+            stem = safe_name(
+                f"{row.modality or 'series'}_{self.ctx.anonymiser.mapping.uid(row.series_uid)}"
+            )
+        else:
+            stem = safe_name(
+                f"{row.series_description or row.modality or 'series'}_{row.series_uid}"
+            )
         return f"{stem}_{self.instances}.seg.dcm" if self.instances > 1 else f"{stem}.seg.dcm"
 
     def _palette(self, unit: list[Item], top: int) -> Palette:
@@ -411,22 +452,20 @@ def _fix_unplaced(seg: hd.seg.Segmentation, src: Dataset) -> None:
         del shared.PixelMeasuresSequence
 
 
-def _check_read_back(
-    path: Path, sources: list[Dataset], planes: np.ndarray, *, by_frame: bool
-) -> None:
+def _check_read_back(path: Path, uids: list[str], planes: np.ndarray, *, by_frame: bool) -> None:
     """Read the written file with highdicom and compare label maps to what was exported."""
     try:
         seg = hd.seg.segread(path)
         if by_frame:
             got = seg.get_pixels_by_source_frame(
-                sources[0].SOPInstanceUID,
+                uids[0],
                 list(range(1, planes.shape[0] + 1)),
                 combine_segments=True,
                 assert_missing_frames_are_empty=True,
             )
         else:
             got = seg.get_pixels_by_source_instance(
-                [s.SOPInstanceUID for s in sources],
+                uids,
                 combine_segments=True,
                 assert_missing_frames_are_empty=True,
             )

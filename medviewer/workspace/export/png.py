@@ -24,6 +24,7 @@ from medviewer.workspace.export import (
 )
 
 if TYPE_CHECKING:
+    from medviewer.deid.profile import Anonymiser
     from medviewer.workspace.store import ImageRow, Workspace
 
 OVERLAY_ALPHA = 0.4  # weight of the class colour; the image stays readable underneath
@@ -38,6 +39,7 @@ def export_png(
     overlay: bool = False,
     rows: Iterable[ImageRow] | None = None,
     names: UniqueNames | None = None,
+    anonymiser: Anonymiser | None = None,
 ) -> dict[int, Path]:
     """Write `<stem>_mask.png` (and `<stem>_overlay.png`) for `rows` (default: all images);
     returns image id -> label map file. Images without a chosen mask are counted as skipped,
@@ -57,7 +59,12 @@ def export_png(
         mask = read_chosen(ws, rev, row, report, ref.instance)
         if mask is None:
             continue
-        stem = image_stem(row, ref.instance)
+        if anonymiser is None:
+            stem = image_stem(row, ref.instance)
+        else:
+            from medviewer.workspace.export.anonymised import stem as anonymised_stem
+
+            stem = anonymised_stem(row, ref.instance, anonymiser)
         path = out_dir / names.claim(stem, "_mask.png", row.id)
         write_png(path, mask)
         written[row.id] = path
@@ -75,6 +82,10 @@ def export_png(
             over = path.with_name(path.name.removesuffix("_mask.png") + "_overlay.png")
             write_png(over, blend(image, mask, palette))
             report.files.append(over)
+    if anonymiser is not None and overlay and written:
+        report.notes.append(
+            "The overlays show the image pixels: text burned into an image is still there."
+        )
     if unreadable:
         report.notes.append(
             f"No overlay for {len(unreadable)} image(s) whose pixels could not be loaded "
