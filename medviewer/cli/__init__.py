@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from medviewer import __version__
 from medviewer.cli import demo, gui, imaging, model_commands, training, workspace
 from medviewer.config import debug
+from medviewer.deid.errors import DeidentificationError
 from medviewer.errors import SettingError
 from medviewer.imaging import ImageLoadError
 from medviewer.inference.errors import InferenceError
@@ -62,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         InferenceError,
         TrainingError,
         SettingError,
+        DeidentificationError,
     ) as e:
         if debug():
             raise

@@ -54,7 +54,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     from medviewer.workspace.export import export_workspace
 
     with _open(args, readonly=True) as ws:
-        report = export_workspace(ws, args.out, args.format, which=args.which)
+        anonymiser = None
+        if args.anonymise:
+            from medviewer.deid.mapping import Mapping
+            from medviewer.deid.profile import Anonymiser
+
+            mapping = args.mapping or ws.root / "deidentification" / "mapping.json"
+            anonymiser = Anonymiser(Mapping.open(mapping))
+        report = export_workspace(
+            ws, args.out, args.format, which=args.which, anonymiser=anonymiser
+        )
     for note in report.notes:
         print(f"  note: {note}")
     for failure in report.failed:
@@ -161,6 +170,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--format", required=True, choices=["dicom-seg", "png", "nifti", "csv"])
     exp.add_argument("--out", type=Path, required=True)
     exp.add_argument("--which", choices=["final", "original"], default="final")
+    exp.add_argument(
+        "--anonymise",
+        action="store_true",
+        help="de-identify (DICOM PS3.15 basic profile, dates shifted per patient); dicom-seg "
+        "also writes de-identified copies of its sources",
+    )
+    exp.add_argument(
+        "--mapping",
+        type=Path,
+        help="re-identification mapping, reused across exports "
+        "(default: WORKSPACE/deidentification/mapping.json; never inside --out)",
+    )
     exp.set_defaults(func=cmd_export)
 
     st = sub.add_parser("status", parents=[common], help="counts of images, revisions, models")

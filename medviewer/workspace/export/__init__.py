@@ -22,6 +22,7 @@ from medviewer.workspace.errors import CorruptBlob, WorkspaceError
 if TYPE_CHECKING:
     import numpy as np
 
+    from medviewer.deid.profile import Anonymiser
     from medviewer.imaging import Instance
     from medviewer.workspace.revisions import Revision
     from medviewer.workspace.store import ImageRow, Workspace
@@ -47,14 +48,25 @@ class ExportReport:
 
 
 def export_workspace(
-    ws: Workspace, out_dir: Path | str, fmt: str, which: str = "final", *, overlay: bool = False
+    ws: Workspace,
+    out_dir: Path | str,
+    fmt: str,
+    which: str = "final",
+    *,
+    overlay: bool = False,
+    anonymiser: Anonymiser | None = None,
 ) -> ExportReport:
-    """Write every image's chosen mask to `out_dir` as `fmt` (see FORMATS)."""
+    """Write every image's chosen mask to `out_dir` as `fmt` (see FORMATS); with an
+    `anonymiser`, de-identified (`export.anonymised`), its mapping saved before and after."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
     if which not in WHICH:
         raise ValueError(f"unknown mask choice {which!r}; valid: {', '.join(WHICH)}")
     out = Path(out_dir).expanduser()
+    if anonymiser is not None:
+        from medviewer.workspace.export.anonymised import prepare
+
+        prepare(ws, out, fmt, anonymiser)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -63,11 +75,11 @@ def export_workspace(
     if fmt == "dicom-seg":
         from medviewer.workspace.export.dicom_seg import export_dicom_seg
 
-        export_dicom_seg(ws, out, which, report)
+        export_dicom_seg(ws, out, which, report, anonymiser=anonymiser)
     elif fmt == "png":
         from medviewer.workspace.export.png import export_png
 
-        export_png(ws, out, which, report, overlay=overlay)
+        export_png(ws, out, which, report, overlay=overlay, anonymiser=anonymiser)
     elif fmt == "nifti":
         from medviewer.workspace.export.nifti import export_nifti
 
@@ -75,7 +87,13 @@ def export_workspace(
     else:
         from medviewer.workspace.export.csv_table import export_csv
 
-        export_csv(ws, out, which, report)
+        export_csv(ws, out, which, report, anonymiser=anonymiser)
+    if anonymiser is not None:
+        anonymiser.mapping.save()  # with the UIDs replaced during the export
+        report.notes.append(
+            f"De-identified; the re-identification mapping is {anonymiser.mapping.path} "
+            "(keep it at the site)."
+        )
     if report.skipped and fmt != "csv":  # the CSV keeps a row for them and says so itself
         report.notes.append(
             f"{report.skipped} image(s) have no {which} mask and were not exported."
