@@ -34,7 +34,9 @@ from medviewer.imaging.records import Instance, Problem, frame_shape
 NOT_MEDICAL = "not a DICOM or image file"
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 # Objects that carry PixelData but are not images a clinician reviews here.
-NON_IMAGE_MODALITIES = {"SEG": "a DICOM SEG (segmentation), not an image"}
+NON_IMAGE_MODALITIES = {
+    "SEG": "a DICOM SEG (segmentation), not an image; `medviewer import-masks` brings in its masks"
+}
 # Header values kept in the file meta, not the dataset.
 _FILE_META = frozenset({"MediaStorageSOPClassUID", "TransferSyntaxUID"})
 # Attributes that enhanced multi-frame objects keep in a functional group -> its sequence.

@@ -41,3 +41,12 @@ class ReadOnlyWorkspace(WorkspaceError):
 
 class DatabaseDamaged(WorkspaceError):
     """The workspace database file is corrupt (disk damage, a bad copy, tampering)."""
+
+
+class UnreadableSeg(WorkspaceError):
+    """A DICOM SEG that cannot be read (truncated, unsupported encoding, not a SEG) or whose
+    segments no label map can hold (overlapping segments)."""
+
+
+class UnmappedSegment(WorkspaceError):
+    """A SEG segment whose label names no class of the workspace (or of the model given)."""

@@ -1,26 +1,21 @@
-"""Bring existing label maps into the workspace as `import` revisions, one clear result per file."""
+"""Bring existing label maps into the workspace as `import` revisions, one clear result per file:
+PNG label maps matched to images by name here, DICOM SEG files by their references
+(`seg_import`)."""
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from medviewer.workspace.errors import MaskMismatch, SaveError, UnknownImage, WorkspaceError
+from medviewer.workspace.mask_results import MaskImportResult
+from medviewer.workspace.seg_import import import_segs, seg_files
 from medviewer.workspace.store import Workspace
 
 MASK_SUFFIXES = {".png"}
-
-
-@dataclass(frozen=True)
-class MaskImportResult:
-    path: Path
-    image_id: int | None
-    revision_id: int | None
-    error: str | None = None
 
 
 def read_label_map(path: Path) -> np.ndarray:
@@ -95,9 +90,12 @@ def import_masks(
     model: str | None = None,
     mapping: Path | None = None,
 ) -> list[MaskImportResult]:
-    """Import every PNG under `folder`; a bad file is reported and the others still import."""
+    """Import every PNG and DICOM SEG under `folder` (or that one SEG file); a bad file is
+    reported and the others still import. A SEG's author is its Content Creator's Name, else
+    `author`; the CSV map is for PNGs (a SEG names its images)."""
     num_classes = None
     model_ref = None
+    chosen = None
     if model is not None:
         versions = ws.models.list(model)
         if not versions:
@@ -108,7 +106,8 @@ def import_masks(
     by_name = _read_map(mapping) if mapping else {}
     names = None if by_name else _ImageNames(ws)
     results = []
-    for path in sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in MASK_SUFFIXES):
+    pngs = [] if Path(folder).is_file() else Path(folder).rglob("*")
+    for path in sorted(p for p in pngs if p.suffix.lower() in MASK_SUFFIXES):
         image_id = None
         try:
             if names is not None:
@@ -132,4 +131,5 @@ def import_masks(
             if not reason.startswith(str(path)):
                 reason = f"{path}: {reason}"
             results.append(MaskImportResult(path, image_id, None, reason))
+    results += import_segs(ws, seg_files(Path(folder)), author=author, model=chosen)
     return results
