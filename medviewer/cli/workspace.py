@@ -158,11 +158,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     imp.set_defaults(func=cmd_import)
 
     masks = sub.add_parser(
-        "import-masks", parents=[common], help="existing PNG label maps become import revisions"
+        "import-masks",
+        parents=[common],
+        help="existing PNG label maps and DICOM SEG files become import revisions",
     )
-    masks.add_argument("folder", type=Path)
-    masks.add_argument("--author", required=True)
-    masks.add_argument("--model", help="registered model whose classes the masks use")
+    masks.add_argument("folder", type=Path, help="folder of PNGs and/or SEGs, or one SEG file")
+    masks.add_argument("--author", required=True, help="a SEG's Content Creator's Name wins")
+    masks.add_argument(
+        "--model", help="registered model whose classes the masks use (SEG segments by label)"
+    )
     masks.add_argument("--map", type=Path, help="CSV with columns mask,image (id, SOP UID or path)")
     masks.set_defaults(func=cmd_import_masks)
 

@@ -14,6 +14,7 @@ import pydicom.data
 import pytest
 from pydicom.data import get_testdata_file
 
+from medviewer.cli import main
 from medviewer.workspace import Workspace
 from medviewer.workspace.export import export_workspace
 from medviewer.workspace.mask_import import import_masks
@@ -243,3 +244,20 @@ def test_dcmqi_liver_seg_imports_onto_its_slices(tmp_path: Path) -> None:
     assert {r.author for r in revs} == {"reader"}  # the SEG names no creator
     assert sum(int(m.any()) for m in masks) == 1  # one frame, on one of the three slices
     assert set(np.unique(np.concatenate([m.ravel() for m in masks]))) == {0, 1}
+
+
+def test_cli_import_masks_takes_a_seg(
+    exported: Exported, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh(tmp_path, exported.series).close()
+    ws = str(tmp_path / "ws2")
+    args = ["import-masks", str(exported.seg), "--workspace", ws, "--author", "a"]
+    assert main([*args, "--model", "organs"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(f"{exported.seg.name} -> image ") == SLICES
+    assert f"{SLICES} mask(s) imported, 0 failed" in out
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(exported.seg.read_bytes()[:-100])
+    assert main(["import-masks", str(cut), "--workspace", ws, "--author", "a"]) == 2
+    [error] = [line for line in capsys.readouterr().out.splitlines() if "error" in line]
+    assert error.startswith(f"  error: {cut}: not a readable DICOM SEG (truncated: ")
