@@ -8,11 +8,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
 import pydicom
 import pydicom.data
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
 
 from medviewer.cli import main
 from medviewer.workspace import Workspace
@@ -261,3 +263,37 @@ def test_cli_import_masks_takes_a_seg(
     assert main(["import-masks", str(cut), "--workspace", ws, "--author", "a"]) == 2
     [error] = [line for line in capsys.readouterr().out.splitlines() if "error" in line]
     assert error.startswith(f"  error: {cut}: not a readable DICOM SEG (truncated: ")
+
+
+def test_multiframe_source_round_trips_by_frame(tmp_path: Path) -> None:
+    """An enhanced CT (3 frames, the middle one unmasked): its SEG references frames."""
+    ct = get_testdata_file("CT_small.dcm")
+    series, frame_of_reference, slices = generate_uid(), generate_uid(), []
+    for i in range(3):
+        ds = pydicom.dcmread(ct)
+        ds.SeriesInstanceUID, ds.FrameOfReferenceUID = series, frame_of_reference
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.ImagePositionPatient = [-158.0, -179.0, -75.0 + 5 * i]
+        ds.InstanceNumber = i + 1
+        slices.append(ds)
+    (tmp_path / "enh").mkdir()
+    hd.legacy.LegacyConvertedEnhancedCTImage(slices, generate_uid(), 8, generate_uid(), 1).save_as(
+        tmp_path / "enh" / "enhanced.dcm"
+    )
+    masks = {}
+    with Workspace.open(tmp_path / "ws") as ws:
+        ws.import_paths([tmp_path / "enh"])
+        for row in ws.images():
+            if row.frame != 1:
+                masks[row.frame] = np.zeros((row.rows, row.columns), np.uint8)
+                masks[row.frame][10 * row.frame : 40, 5:50] = 1 + row.frame // 2
+                ws.revisions.save_mask(row.id, masks[row.frame], source="import", author="a")
+        [seg] = export_workspace(ws, tmp_path / "out", "dicom-seg").files
+    with Workspace.open(tmp_path / "ws2") as ws:
+        ws.import_paths([tmp_path / "enh"])
+        results = import_segs(ws, [seg], author="b")
+        assert [r.error for r in results] == [None] * 3
+        got = {ws.image(r.image_id).frame: ws.revisions.read_mask(ws.revisions.get(r.revision_id))
+               for r in results}  # fmt: skip
+    assert not got[1].any()  # not masked there: the SEG holds it empty
+    assert all(np.array_equal(got[f], m) for f, m in masks.items())
