@@ -276,6 +276,6 @@ def test_classes_from_another_registered_version(tmp_path: Path) -> None:
 
 def test_bad_arguments_are_refused(study: Study) -> None:
     with pytest.raises(ValueError, match="dicom-seg"):
-        export_workspace(study.ws, study.tmp / "x", "nifti")
+        export_workspace(study.ws, study.tmp / "x", "jpeg")
     with pytest.raises(ValueError, match="original"):
         export_workspace(study.ws, study.tmp / "x", "png", which="latest")
