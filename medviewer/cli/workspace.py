@@ -160,9 +160,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     masks = sub.add_parser(
         "import-masks",
         parents=[common],
-        help="existing PNG label maps and DICOM SEG files become import revisions",
+        help="existing PNG label maps, DICOM SEG and NIfTI label volumes become import revisions",
     )
-    masks.add_argument("folder", type=Path, help="folder of PNGs and/or SEGs, or one SEG file")
+    masks.add_argument(
+        "folder", type=Path, help="folder of PNGs, SEGs and/or NIfTIs, or one SEG or NIfTI file"
+    )
     masks.add_argument("--author", required=True, help="a SEG's Content Creator's Name wins")
     masks.add_argument(
         "--model", help="registered model whose classes the masks use (SEG segments by label)"

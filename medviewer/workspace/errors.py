@@ -50,3 +50,7 @@ class UnreadableSeg(WorkspaceError):
 
 class UnmappedSegment(WorkspaceError):
     """A SEG segment whose label names no class of the workspace (or of the model given)."""
+
+
+class UnreadableNifti(WorkspaceError):
+    """A NIfTI label volume that cannot be read (truncated, not NIfTI)."""

@@ -1,6 +1,6 @@
 """Bring existing label maps into the workspace as `import` revisions, one clear result per file:
 PNG label maps matched to images by name here, DICOM SEG files by their references
-(`seg_import`)."""
+(`seg_import`), NIfTI label volumes by their geometry (`nifti_import`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 
 from medviewer.workspace.errors import MaskMismatch, SaveError, UnknownImage, WorkspaceError
 from medviewer.workspace.mask_results import MaskImportResult
+from medviewer.workspace.nifti_import import import_niftis, is_nifti, nifti_files
 from medviewer.workspace.seg_import import import_segs, seg_files
 from medviewer.workspace.store import Workspace
 
@@ -90,9 +91,10 @@ def import_masks(
     model: str | None = None,
     mapping: Path | None = None,
 ) -> list[MaskImportResult]:
-    """Import every PNG and DICOM SEG under `folder` (or that one SEG file); a bad file is
-    reported and the others still import. A SEG's author is its Content Creator's Name, else
-    `author`; the CSV map is for PNGs (a SEG names its images)."""
+    """Import every PNG, DICOM SEG and NIfTI under `folder` (or that one SEG or NIfTI file); a
+    bad file is reported and the others still import. A SEG's author is its Content Creator's
+    Name, else `author`; the CSV map is for PNGs (a SEG names its images, a NIfTI its volume by
+    geometry)."""
     num_classes = None
     model_ref = None
     chosen = None
@@ -131,5 +133,7 @@ def import_masks(
             if not reason.startswith(str(path)):
                 reason = f"{path}: {reason}"
             results.append(MaskImportResult(path, image_id, None, reason))
-    results += import_segs(ws, seg_files(Path(folder)), author=author, model=chosen)
+    segs = [p for p in seg_files(Path(folder)) if not is_nifti(p)]
+    results += import_segs(ws, segs, author=author, model=chosen)
+    results += import_niftis(ws, nifti_files(Path(folder)), author=author, model=chosen)
     return results
