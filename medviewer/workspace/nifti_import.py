@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 import nibabel as nib
 import numpy as np
 
+from medviewer.imaging.budget import DecodeBudget, OverBudget
 from medviewer.imaging.geometry import from_voxels
 from medviewer.workspace.classes import palette_of
 from medviewer.workspace.errors import MaskMismatch, SaveError, UnknownImage, UnreadableNifti
@@ -174,24 +176,13 @@ def read_label_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, affine
 
 
+MAX_HEADER = 544  # a NIfTI-2 header (540 bytes) and the extension flag
+
+
 def _read_image(path: Path) -> nib.Nifti1Image:
     """The whole file as a NIfTI-1 or -2 image, read from bytes (not by nibabel's guess from
     the name) so that each failure says what is wrong: unreadable, cut short, or no NIfTI."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise UnreadableNifti(f"{path}: cannot read: {e.strerror or e}") from e
-    if raw[:2] == b"\x1f\x8b":  # gzip, whatever the name says
-        try:
-            raw = gzip.decompress(raw)
-        except EOFError as e:
-            raise UnreadableNifti(
-                f"{path}: not a readable NIfTI file (truncated: its gzip stream ends early)"
-            ) from e
-        except (OSError, zlib.error) as e:
-            raise UnreadableNifti(
-                f"{path}: not a readable NIfTI file (bad gzip data: {_one_line(e)})"
-            ) from e
+    raw = _read_bounded(path)
     kinds = {348: nib.Nifti1Image, 540: nib.Nifti2Image}  # sizeof_hdr, in either byte order
     kind = None
     if len(raw) >= 4:
@@ -216,6 +207,58 @@ def _read_image(path: Path) -> nib.Nifti1Image:
         raise
     except Exception as e:  # nibabel raises many kinds on bad headers
         raise UnreadableNifti(f"{path}: not a readable NIfTI file ({_one_line(e)})") from e
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The file's bytes, decompressed when gzip, but never more than its header declares: the
+    decode budget is checked from the header first, so a small .nii.gz that inflates to
+    gigabytes is refused before it is inflated."""
+    try:
+        with path.open("rb") as fp:
+            gz = fp.read(2) == b"\x1f\x8b"  # gzip, whatever the name says
+        with gzip.open(path, "rb") if gz else path.open("rb") as fp:
+            chunks = [fp.read(MAX_HEADER)]
+            left = _declared_bytes(path, chunks[0]) - len(chunks[0])
+            while left > 0:  # in steps: a header may declare more than the file holds
+                chunk = fp.read(min(left, 1 << 24))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            return b"".join(chunks)
+    except EOFError as e:
+        raise UnreadableNifti(
+            f"{path}: not a readable NIfTI file (truncated: its gzip stream ends early)"
+        ) from e
+    except (zlib.error, gzip.BadGzipFile) as e:
+        raise UnreadableNifti(f"{path}: not a readable NIfTI file (bad gzip data: {e})") from e
+    except OSError as e:
+        raise UnreadableNifti(f"{path}: cannot read: {e.strerror or e}") from e
+
+
+def _declared_bytes(path: Path, head: bytes) -> int:
+    """Header plus voxel bytes the header declares, within the decode budget; 0 when the
+    header is not NIfTI (the caller says so)."""
+    kinds = {348: nib.Nifti1Image, 540: nib.Nifti2Image}
+    kind = kinds.get(int.from_bytes(head[:4], "little")) or kinds.get(
+        int.from_bytes(head[:4], "big")
+    )
+    if kind is None or len(head) < 348:
+        return 0
+    try:
+        header = kind.header_class.from_fileobj(io.BytesIO(head))
+        shape = tuple(int(n) for n in header.get_data_shape()) or (1,)
+        itemsize = header.get_data_dtype().itemsize
+        offset = int(header.get_data_offset())
+    except Exception:  # noqa: BLE001 - the full read below says what is wrong with it
+        return 0
+    dims = (*shape, 1, 1)[:3]
+    frames = math.prod(shape) // max(1, dims[0] * dims[1])
+    try:
+        DecodeBudget.from_env().check(path, frames, (dims[1], dims[0]), itemsize * 8)
+    except OverBudget as e:
+        raise UnreadableNifti(f"{path}: {e.reason}") from e
+    return offset + math.prod(shape) * itemsize
 
 
 def _check_classes(path: Path, data: np.ndarray, model: ModelVersion | None) -> None:

@@ -155,6 +155,25 @@ def test_truncated_and_not_nifti(exported: Exported, tmp_path: Path) -> None:
         assert one_error(ws, text).endswith("not a NIfTI file (no NIfTI-1 or NIfTI-2 header)")
 
 
+def test_a_decompression_bomb_is_refused_from_its_header(
+    exported: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A .nii.gz of 2 MB that declares and inflates to 2 GB: refused before it is inflated."""
+    header = nib.Nifti1Header()
+    header.set_data_shape((1024, 1024, 2048))
+    header.set_data_dtype(np.uint8)
+    bomb = tmp_path / "bomb.nii.gz"
+    with gzip.open(bomb, "wb", compresslevel=1) as fp:
+        fp.write(header.binaryblock + b"\0" * 4)  # the extension flag; voxels from byte 352
+        zeros = bytes(1 << 24)
+        for _ in range(4):  # 64 MB of the 2 GB declared: enough to show nothing is inflated
+            fp.write(zeros)
+    monkeypatch.setenv("MEDVIEWER_MAX_DECODED_MB", "512")
+    with fresh(tmp_path, exported.series) as ws:
+        error = one_error(ws, bomb)
+    assert "over the decode budget of 512 MB (MEDVIEWER_MAX_DECODED_MB)" in error, error
+
+
 def test_values_not_classes_of_the_model(exported: Exported, tmp_path: Path) -> None:
     data = np.asarray(nib.load(exported.nifti).dataobj).copy()
     data[0, 0, 0] = 3
