@@ -27,8 +27,9 @@ demo: $(VENV)/.demo-installed
 demo-models: $(VENV)/.demo-installed
 	$(PY) -m medviewer.demo.make_models
 
-# dcmtk (dcmj2pnm), dicom3tools (dciodvfy) and dcm2niix check our output; tests needing them
-# skip without.
+# dcmtk (dcmj2pnm), dicom3tools (dciodvfy) and dcm2niix check our output; Orthanc with its
+# DICOMweb plugin is the real PACS of tests/pacs. Tests needing them skip without.
+ORTHANC_DICOMWEB := /usr/share/orthanc/plugins/libOrthancDicomWeb.so
 debian-tools:
 	@if command -v dcmj2pnm >/dev/null && command -v dciodvfy >/dev/null && command -v dcm2niix >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -36,6 +37,12 @@ debian-tools:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk dicom3tools dcm2niix >/dev/null) \
 		|| echo "note: could not install dcmtk/dicom3tools/dcm2niix; the tests that need them will skip"; \
 	else echo "note: dcmtk/dicom3tools/dcm2niix missing and not root; the tests that need them will skip"; fi
+	@if command -v Orthanc >/dev/null && [ -f $(ORTHANC_DICOMWEB) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing orthanc and orthanc-dicomweb"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null) \
+		|| echo "note: could not install orthanc/orthanc-dicomweb; the PACS tests will skip"; \
+	else echo "note: orthanc/orthanc-dicomweb missing and not root; the PACS tests will skip"; fi
 
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check

@@ -24,6 +24,14 @@ def default_workspace() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME)) / "workspace"
 
 
+def pacs_nodes_file() -> Path:
+    """MEDVIEWER_PACS_NODES, else pacs_nodes.json in the user config folder (platformdirs)."""
+    env = os.environ.get("MEDVIEWER_PACS_NODES")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "pacs_nodes.json"
+
+
 def debug() -> bool:
     """MEDVIEWER_DEBUG=1: commands show the traceback of an error, not one line."""
     return os.environ.get("MEDVIEWER_DEBUG", "") not in ("", "0")

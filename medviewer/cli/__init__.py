@@ -8,13 +8,14 @@ import sys
 from collections.abc import Sequence
 
 from medviewer import __version__
-from medviewer.cli import demo, gui, imaging, model_commands, training, workspace
+from medviewer.cli import demo, gui, imaging, model_commands, pacs, training, workspace
 from medviewer.config import debug
 from medviewer.deid.errors import DeidentificationError
 from medviewer.errors import SettingError
 from medviewer.imaging import ImageLoadError
 from medviewer.inference.errors import InferenceError
 from medviewer.models.errors import ModelError
+from medviewer.pacs.errors import PacsError
 from medviewer.processes import run_module_argv
 from medviewer.training.errors import TrainingError
 from medviewer.workspace import WorkspaceError
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     workspace.add_commands(sub)
     model_commands.add_commands(sub)
     training.add_commands(sub)
+    pacs.add_commands(sub)
     gui.add_commands(sub)
     demo.add_commands(sub)
     return parser
@@ -64,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         TrainingError,
         SettingError,
         DeidentificationError,
+        PacsError,
     ) as e:
         if debug():
             raise
