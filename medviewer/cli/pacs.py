@@ -37,7 +37,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("find", help="search a node's studies (QIDO-RS)")
     _node_argument(p)
     p.add_argument("--patient-id")
-    p.add_argument("--patient-name", help="exact match (wildcards depend on the server)")
+    p.add_argument("--patient-name", help="Family^Given, or with the wildcards * and ? (e.g. Doe*)")
     p.add_argument("--modality", help="a modality in the study, e.g. CT")
     p.add_argument("--date", help="study date range YYYYMMDD-YYYYMMDD (either end may be open)")
     p.add_argument("--accession")

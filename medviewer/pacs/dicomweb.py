@@ -35,10 +35,8 @@ _DATE = re.compile(r"\d{8}")
 class StudyQuery:
     """QIDO-RS study filters; None matches anything. `dates` is a DICOM range (FROM-TO)."""
 
-    patient_id: str | None = None
-    # dicomweb-client percent-encodes values (* as %2A, ^ as %5E), which Orthanc's DicomWeb
-    # plugin here does not match: names and wildcards need work (issue 13).
-    patient_name: str | None = None
+    patient_id: str | None = None  # * and ? are wildcards, as in DICOM matching
+    patient_name: str | None = None  # Family^Given, or Family* (see _RAW)
     dates: str | None = None
     modality: str | None = None
     accession: str | None = None
@@ -85,6 +83,26 @@ class StudyRecord:
         return asdict(self)
 
 
+# dicomweb-client percent-encodes query values; Orthanc's DICOMweb plugin (Debian's) does not
+# decode them before matching, so PACS-%2A matched nothing. * and ? may stand in a URL's query
+# as they are (RFC 3986). ^ may not (urllib3 encodes it again): a name with ^ (Family^Given)
+# still finds nothing on such a server; Family* does.
+_RAW = {"%2A": "*", "%3F": "?"}
+
+
+def _send_matching_characters_raw(session: requests.Session) -> None:
+    send = session.send
+
+    def send_raw(request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        base, sep, query = (request.url or "").partition("?")
+        for encoded, raw in _RAW.items():
+            query = query.replace(encoded, raw)
+        request.url = base + sep + query
+        return send(request, **kwargs)
+
+    session.send = send_raw  # type: ignore[method-assign]
+
+
 class DicomWebNode:
     """A DICOMweb connection to one node: session, auth, TLS and timeout from the node."""
 
@@ -100,6 +118,7 @@ class DicomWebNode:
             if node.auth == "bearer":
                 session.headers["Authorization"] = f"Bearer {secret}"
         session.verify = node.verify_tls
+        _send_matching_characters_raw(session)
         self._client = DICOMwebClient(node.url.rstrip("/"), session=session, timeout=node.timeout)
         # Retry only what a server says is passing (429, 503, ...), and not for long.
         self._client.set_http_retry_params(max_attempts=3, wait_exponential_multiplier=200)

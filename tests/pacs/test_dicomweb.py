@@ -46,6 +46,15 @@ def test_find_by_patient_modality_and_dates(orthanc: Orthanc, pacs_secret: str) 
     assert _uids(orthanc, pacs_secret, dates=date_range("-20221231")) == set()
 
 
+def test_find_with_wildcards(orthanc: Orthanc, pacs_secret: str) -> None:
+    """* and ? are sent as they are: Orthanc matched nothing for PACS-%2A."""
+    both = {CT_STUDY.study_uid, MR_STUDY.study_uid}
+    assert CT_STUDY.study_uid in _uids(orthanc, pacs_secret, patient_name="Test*")
+    assert _uids(orthanc, pacs_secret, patient_name="Nobody*") == set()
+    assert _uids(orthanc, pacs_secret, patient_id="PACS-*") == both
+    assert _uids(orthanc, pacs_secret, patient_id="PACS-C?-1") == {CT_STUDY.study_uid}
+
+
 def test_cli_echo_and_find_with_a_saved_node(
     orthanc: Orthanc, pacs_secret: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
