@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from medviewer.workspace.errors import MaskMismatch, SaveError, UnknownImage, WorkspaceError
-from medviewer.workspace.mask_results import MaskImportResult
+from medviewer.workspace.mask_results import MaskImportResult, revision_model
 from medviewer.workspace.nifti_import import import_niftis, is_nifti, nifti_files
 from medviewer.workspace.seg_import import import_segs, seg_files
 from medviewer.workspace.store import Workspace
@@ -95,16 +95,13 @@ def import_masks(
     bad file is reported and the others still import. A SEG's author is its Content Creator's
     Name, else `author`; the CSV map is for PNGs (a SEG names its images, a NIfTI its volume by
     geometry)."""
-    num_classes = None
-    model_ref = None
     chosen = None
     if model is not None:
         versions = ws.models.list(model)
         if not versions:
             raise WorkspaceError(f"no model named {model!r} in {ws.root}; register it first")
         chosen = ws.models.active(model) or versions[-1]
-        model_ref = (chosen.name, chosen.version)
-        num_classes = len(chosen.classes) or None
+    model_ref, num_classes = revision_model(chosen)
     by_name = _read_map(mapping) if mapping else {}
     names = None if by_name else _ImageNames(ws)
     results = []
@@ -129,10 +126,7 @@ def import_masks(
             )
             results.append(MaskImportResult(path, image_id, rev.id))
         except (MaskMismatch, UnknownImage, SaveError) as e:
-            reason = str(e)
-            if not reason.startswith(str(path)):
-                reason = f"{path}: {reason}"
-            results.append(MaskImportResult(path, image_id, None, reason))
+            results.append(MaskImportResult.failed(path, e, image_id))
     segs = [p for p in seg_files(Path(folder)) if not is_nifti(p)]
     results += import_segs(ws, segs, author=author, model=chosen)
     results += import_niftis(ws, nifti_files(Path(folder)), author=author, model=chosen)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from medviewer.workspace.model_table import ModelVersion
 
 
 @dataclass(frozen=True)
@@ -14,3 +18,18 @@ class MaskImportResult:
     image_id: int | None
     revision_id: int | None
     error: str | None = None
+
+    @classmethod
+    def failed(cls, path: Path, error: Exception, image_id: int | None = None) -> MaskImportResult:
+        """The file's error, its message starting with the file's path (once)."""
+        reason = str(error)
+        if not reason.startswith(str(path)):
+            reason = f"{path}: {reason}"
+        return cls(path, image_id, None, reason)
+
+
+def revision_model(model: ModelVersion | None) -> tuple[tuple[str, str] | None, int | None]:
+    """The model an imported revision names, and its class count (None: any class value)."""
+    if model is None:
+        return None, None
+    return (model.name, model.version), len(model.classes) or None

@@ -27,7 +27,7 @@ from medviewer.imaging.budget import DecodeBudget, OverBudget
 from medviewer.imaging.geometry import from_voxels
 from medviewer.workspace.classes import palette_of
 from medviewer.workspace.errors import MaskMismatch, SaveError, UnknownImage, UnreadableNifti
-from medviewer.workspace.mask_results import MaskImportResult
+from medviewer.workspace.mask_results import MaskImportResult, revision_model
 from medviewer.workspace.volumes import Slice, series_volumes, volume_stack
 
 if TYPE_CHECKING:
@@ -82,17 +82,13 @@ def import_niftis(
     if not paths:
         return []  # the workspace's volumes are only worked out when there is a file
     volumes = _volumes(ws)
-    model_ref = (model.name, model.version) if model else None
-    num_classes = (len(model.classes) or None) if model else None
+    model_ref, num_classes = revision_model(model)
     results: list[MaskImportResult] = []
     for path in paths:
         try:
             results += _import_one(ws, path, volumes, author, model, model_ref, num_classes)
         except _FAILURES as e:
-            reason = str(e)
-            if not reason.startswith(str(path)):
-                reason = f"{path}: {reason}"
-            results.append(MaskImportResult(path, None, None, reason))
+            results.append(MaskImportResult.failed(path, e))
     return results
 
 

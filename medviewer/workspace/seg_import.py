@@ -28,7 +28,7 @@ from medviewer.workspace.errors import (
     UnmappedSegment,
     UnreadableSeg,
 )
-from medviewer.workspace.mask_results import MaskImportResult
+from medviewer.workspace.mask_results import MaskImportResult, revision_model
 from medviewer.workspace.segment_classes import SegmentClasses
 
 if TYPE_CHECKING:
@@ -78,17 +78,13 @@ def import_segs(
     """Each SEG's masks as `import` revisions (one result per image), or one failed result
     naming the file and the reason. `author` stands where a SEG names no Content Creator."""
     classes = SegmentClasses.of_model(model) if model else SegmentClasses.of_workspace(ws)
-    model_ref = (model.name, model.version) if model else None
-    num_classes = (len(model.classes) or None) if model else None
+    model_ref, num_classes = revision_model(model)
     results: list[MaskImportResult] = []
     for path in paths:
         try:
             results += _import_one(ws, path, author, classes, model_ref, num_classes)
         except _FAILURES as e:
-            reason = str(e)
-            if not reason.startswith(str(path)):
-                reason = f"{path}: {reason}"
-            results.append(MaskImportResult(path, None, None, reason))
+            results.append(MaskImportResult.failed(path, e))
     return results
 
 
