@@ -175,16 +175,21 @@ def read_label_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
 MAX_HEADER = 544  # a NIfTI-2 header (540 bytes) and the extension flag
 
 
+def _nifti_kind(head: bytes) -> type[nib.Nifti1Image] | None:
+    """NIfTI-1 or -2 by the header's first field (sizeof_hdr, in either byte order)."""
+    kinds = {348: nib.Nifti1Image, 540: nib.Nifti2Image}
+    if len(head) < 4:
+        return None
+    return kinds.get(int.from_bytes(head[:4], "little")) or kinds.get(
+        int.from_bytes(head[:4], "big")
+    )
+
+
 def _read_image(path: Path) -> nib.Nifti1Image:
     """The whole file as a NIfTI-1 or -2 image, read from bytes (not by nibabel's guess from
     the name) so that each failure says what is wrong: unreadable, cut short, or no NIfTI."""
     raw = _read_bounded(path)
-    kinds = {348: nib.Nifti1Image, 540: nib.Nifti2Image}  # sizeof_hdr, in either byte order
-    kind = None
-    if len(raw) >= 4:
-        kind = kinds.get(int.from_bytes(raw[:4], "little")) or kinds.get(
-            int.from_bytes(raw[:4], "big")
-        )
+    kind = _nifti_kind(raw)
     if kind is None:
         raise UnreadableNifti(f"{path}: not a NIfTI file (no NIfTI-1 or NIfTI-2 header)")
     try:
@@ -235,10 +240,7 @@ def _read_bounded(path: Path) -> bytes:
 def _declared_bytes(path: Path, head: bytes) -> int:
     """Header plus voxel bytes the header declares, within the decode budget; 0 when the
     header is not NIfTI (the caller says so)."""
-    kinds = {348: nib.Nifti1Image, 540: nib.Nifti2Image}
-    kind = kinds.get(int.from_bytes(head[:4], "little")) or kinds.get(
-        int.from_bytes(head[:4], "big")
-    )
+    kind = _nifti_kind(head)
     if kind is None or len(head) < 348:
         return 0
     try:
