@@ -276,8 +276,7 @@ def _train(
         val = prepare(ws, split.val, spec)
         ready = load_shipped(spec) if shipped else None
         if ready is not None:
-            model, spec = ready
-            entry = shipped_entry(spec) or {}
+            model, spec, entry = ready
             validation = evaluate(model, TrainingSet(val), spec, "cpu")
             made = entry.get("made", {})
             source = f"weights shipped with medviewer (make demo-models, seed {made.get('seed')})"

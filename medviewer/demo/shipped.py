@@ -53,15 +53,18 @@ def shipped_entry(spec: ModelSpec, folder: Path = WEIGHTS) -> dict[str, Any] | N
     return entry if (folder / str(entry.get("file"))).is_file() else None
 
 
-def load_shipped(spec: ModelSpec, folder: Path = WEIGHTS) -> tuple[MedModel, ModelSpec] | None:
-    """The shipped model for `spec` (float32, eval mode) and the spec to register it under (no
-    encoder_weights: the file holds every weight), or None when none was made for this spec."""
+def load_shipped(
+    spec: ModelSpec, folder: Path = WEIGHTS
+) -> tuple[MedModel, ModelSpec, dict[str, Any]] | None:
+    """The shipped model for `spec` (float32, eval mode), the spec to register it under (no
+    encoder_weights: the file holds every weight) and its index entry, or None when none was
+    made for this spec."""
     entry = shipped_entry(spec, folder)
     if entry is None:
         return None
     spec = replace(spec, encoder_weights=None)
     model = load_weights(build_model(spec, pretrained=False), folder / entry["file"])
-    return model.float().eval(), spec
+    return model.float().eval(), spec, entry
 
 
 def write_shipped(

@@ -50,7 +50,7 @@ def test_every_full_demo_model_ships_small_float16_weights() -> None:
             floats = [f.get_tensor(k) for k in f.keys() if f.get_tensor(k).is_floating_point()]
         assert floats and all(t.dtype == torch.float16 for t in floats)
         assert all(torch.isfinite(t).all() for t in floats)
-        model, registered = load_shipped(spec)
+        model, registered, _ = load_shipped(spec)
         assert registered.encoder_weights is None and not model.training
         assert registered.input_size == (256, 256) and registered.encoder_depth == 4
 
@@ -68,7 +68,7 @@ def test_write_and_load_round_trip_as_float16(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_model(spec, pretrained=False).eval()
     write_shipped(tmp_path, {spec.name: (model, spec, {"validation": {"score": 0.5}})})
-    loaded, _ = load_shipped(spec, tmp_path)
+    loaded, _, _ = load_shipped(spec, tmp_path)
     x = torch.randn(2, 1, 64, 64)
     with torch.no_grad():
         ours, theirs = model(x)["mask"], loaded(x)["mask"]
