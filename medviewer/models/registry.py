@@ -91,7 +91,7 @@ def _drop_unused_layers(encoder: nn.Module, in_channels: int) -> None:
     weights that would be saved, loaded and shipped for nothing, about half of the encoder's at
     depth 4. Which layers run does not depend on the input, so one small pass finds them."""
     called: set[nn.Module] = set()
-    leaves = [m for m in encoder.modules() if not list(m.children())]
+    leaves = {m for m in encoder.modules() if not list(m.children())}
     handles = [m.register_forward_hook(lambda m, i, o: called.add(m)) for m in leaves]
     try:
         with torch.no_grad():
