@@ -121,7 +121,8 @@ def cmd_echo(args: argparse.Namespace) -> int:
 
 
 def cmd_find(args: argparse.Namespace) -> int:
-    from medviewer.pacs.dicomweb import DicomWebNode, StudyQuery, date_range
+    from medviewer.pacs.dicomweb import DicomWebNode
+    from medviewer.pacs.query import StudyQuery, date_range
 
     node = _resolve(args)
     query = StudyQuery(

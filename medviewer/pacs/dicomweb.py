@@ -6,10 +6,8 @@ results are plain records, not DICOM JSON.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 import requests
@@ -18,6 +16,7 @@ from dicomweb_client.session_utils import create_session, create_session_from_us
 
 from medviewer.pacs.errors import PacsError
 from medviewer.pacs.nodes import PacsNode
+from medviewer.pacs.query import StudyQuery, StudyRecord
 
 T = TypeVar("T")
 
@@ -28,61 +27,6 @@ _STUDY_FIELDS = (
     "NumberOfStudyRelatedSeries",
     "NumberOfStudyRelatedInstances",
 )
-_DATE = re.compile(r"\d{8}")
-
-
-@dataclass(frozen=True)
-class StudyQuery:
-    """QIDO-RS study filters; None matches anything. `dates` is a DICOM range (FROM-TO)."""
-
-    patient_id: str | None = None  # * and ? are wildcards, as in DICOM matching
-    patient_name: str | None = None  # Family^Given, or Family* (see _RAW)
-    dates: str | None = None
-    modality: str | None = None
-    accession: str | None = None
-    study_uid: str | None = None
-
-    def filters(self) -> dict[str, str]:
-        pairs = {
-            "PatientID": self.patient_id,
-            "PatientName": self.patient_name,
-            "StudyDate": self.dates,
-            "ModalitiesInStudy": self.modality,
-            "AccessionNumber": self.accession,
-            "StudyInstanceUID": self.study_uid,
-        }
-        return {k: v for k, v in pairs.items() if v}
-
-
-def date_range(text: str) -> str:
-    """`YYYYMMDD-YYYYMMDD`, open at either end (`YYYYMMDD-`, `-YYYYMMDD`), or one day."""
-    start, sep, end = text.strip().partition("-")
-    if not all(_DATE.fullmatch(d) for d in (start, end) if d) or not (start or end):
-        raise PacsError(
-            f"study date range {text!r}: expected YYYYMMDD, YYYYMMDD-YYYYMMDD, "
-            "YYYYMMDD- or -YYYYMMDD"
-        )
-    if start and end and start > end:
-        raise PacsError(f"study date range {text!r}: {start} is after {end}")
-    return f"{start}{sep}{end}"
-
-
-@dataclass(frozen=True)
-class StudyRecord:
-    study_uid: str
-    patient_id: str
-    patient_name: str
-    study_date: str
-    accession: str
-    description: str
-    modalities: tuple[str, ...]
-    series: int | None
-    instances: int | None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 # dicomweb-client percent-encodes query values; Orthanc's DICOMweb plugin (Debian's) does not
 # decode them before matching, so PACS-%2A matched nothing. * and ? may stand in a URL's query
 # as they are (RFC 3986). ^ may not (urllib3 encodes it again): a name with ^ (Family^Given)

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from medviewer.cli import main
-from medviewer.pacs.dicomweb import DicomWebNode, StudyQuery, date_range
+from medviewer.pacs.dicomweb import DicomWebNode
 from medviewer.pacs.errors import PacsError
 from medviewer.pacs.nodes import PacsNode
+from medviewer.pacs.query import StudyQuery, date_range
 from tests.pacs.conftest import CT_STUDY, MR_STUDY, USER, Orthanc, _free_port
 
 

@@ -9,9 +9,9 @@ import pytest
 
 from medviewer.cli import main
 from medviewer.config import pacs_nodes_file
-from medviewer.pacs.dicomweb import date_range
 from medviewer.pacs.errors import PacsError
 from medviewer.pacs.nodes import NodeBook, PacsNode
+from medviewer.pacs.query import date_range
 
 
 def test_nodes_round_trip_without_secrets(_own_settings: Path) -> None:
