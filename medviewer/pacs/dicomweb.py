@@ -52,7 +52,7 @@ class DicomWebNode:
 
     def __init__(self, node: PacsNode) -> None:
         if not node.url:
-            raise PacsError(f"PACS node {node.name}: no DICOMweb URL (DIMSE is not supported yet)")
+            raise PacsError(f"PACS node {node.name}: no DICOMweb URL")
         self.node = node
         secret = node.secret()
         if node.auth == "basic":

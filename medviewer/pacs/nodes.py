@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from medviewer.pacs.errors import PacsError
 
 AUTH_KINDS = ("none", "basic", "bearer")
 DEFAULT_TIMEOUT_S = 20.0
+DEFAULT_CALLING_AE = "MEDVIEWER"
+RETRIEVE_WITH = ("get", "move")
+_AE = re.compile(r"[ -\[\]-~]{1,16}")  # 16 printable ASCII characters, no backslash
 _FORMAT = 1
 
 
@@ -24,12 +28,16 @@ _FORMAT = 1
 class PacsNode:
     name: str
     url: str | None = None  # DICOMweb root, e.g. http://host:8042/dicom-web
-    dimse: str | None = None  # AE title@host:port, kept for the DIMSE client to come
+    dimse: str | None = None  # the node's AE title@host:port (DIMSE)
     auth: str = "none"  # none | basic | bearer
     user: str | None = None  # basic auth
     secret_env: str | None = None  # the variable holding the password or bearer token
     verify_tls: bool = True
     timeout: float = DEFAULT_TIMEOUT_S
+    calling_ae: str = DEFAULT_CALLING_AE  # our AE title towards a DIMSE node
+    retrieve_with: str = "get"  # DIMSE retrieve: C-GET, or C-MOVE to our own Storage SCP
+    move_port: int | None = None  # where our Storage SCP listens for a C-MOVE (the PACS
+    # must know calling_ae at this host and port)
 
     def __post_init__(self) -> None:
         problem = self._problem()
@@ -40,7 +48,22 @@ class PacsNode:
         if not self.name or not self.name.strip():
             return "a node needs a name"
         if not self.url and not self.dimse:
-            return "a node needs a DICOMweb URL (or, later, AE title@host:port)"
+            return "a node needs a DICOMweb URL or a DIMSE AE title@host:port"
+        if self.url and self.dimse:
+            return "give a DICOMweb URL or a DIMSE address, not both"
+        if self.dimse:
+            try:
+                self.dimse_address()
+            except PacsError as e:
+                return str(e)
+        if not _AE.fullmatch(self.calling_ae) or not self.calling_ae.strip():
+            return f"AE title {self.calling_ae!r} must be 1-16 printable ASCII characters"
+        if self.retrieve_with not in RETRIEVE_WITH:
+            return f"retrieve {self.retrieve_with!r} is not one of {', '.join(RETRIEVE_WITH)}"
+        if self.retrieve_with == "move" and not self.move_port:
+            return "C-MOVE needs the port our Storage SCP listens on (--move-port)"
+        if self.move_port is not None and not 0 < self.move_port < 65536:
+            return f"port {self.move_port} is not between 1 and 65535"
         if self.url and not self.url.startswith(("http://", "https://")):
             return f"URL {self.url!r} must start with http:// or https://"
         if self.auth not in AUTH_KINDS:
@@ -52,6 +75,19 @@ class PacsNode:
         if not self.timeout > 0:
             return f"timeout must be more than 0 s, not {self.timeout}"
         return None
+
+    def dimse_address(self) -> tuple[str, str, int]:
+        """(AE title, host, port) from `AE@host:port`."""
+        ae, at, rest = (self.dimse or "").rpartition("@")
+        host, colon, port = rest.rpartition(":")
+        if not (at and colon and port.isdigit() and host and _AE.fullmatch(ae) and ae.strip()):
+            raise PacsError(
+                f"DIMSE address {self.dimse!r} must read AE_TITLE@host:port "
+                "(AE title 1-16 printable ASCII characters)"
+            )
+        if not 0 < int(port) < 65536:
+            raise PacsError(f"DIMSE address {self.dimse!r}: port {port} is not 1-65535")
+        return ae, host, int(port)
 
     def secret(self) -> str | None:
         """The password or token, from the environment; None without auth."""
