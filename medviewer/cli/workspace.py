@@ -56,11 +56,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     with _open(args, readonly=True) as ws:
         anonymiser = None
         if args.anonymise:
-            from medviewer.deid.mapping import Mapping
-            from medviewer.deid.profile import Anonymiser
+            from medviewer.workspace.export.anonymised import anonymiser_for
 
-            mapping = args.mapping or ws.root / "deidentification" / "mapping.json"
-            anonymiser = Anonymiser(Mapping.open(mapping))
+            anonymiser = anonymiser_for(ws.root, args.mapping)
         report = export_workspace(
             ws, args.out, args.format, which=args.which, anonymiser=anonymiser
         )

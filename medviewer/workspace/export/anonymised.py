@@ -31,6 +31,17 @@ BURNED_IN = (
 
 # Formats whose output names and headers are de-identified here.
 FORMATS = ("dicom-seg", "png", "csv")
+# Where a workspace keeps its re-identification mapping unless told otherwise.
+MAPPING = Path("deidentification") / "mapping.json"
+
+
+def anonymiser_for(root: Path, mapping: Path | None = None) -> Anonymiser:
+    """The anonymiser over `mapping`, by default the workspace's own (root / MAPPING), so an
+    export and a PACS send give a patient the same pseudonym, date shift and UIDs."""
+    from medviewer.deid.mapping import Mapping
+    from medviewer.deid.profile import Anonymiser  # dicognito only when anonymising
+
+    return Anonymiser(Mapping.open(mapping or root / MAPPING))
 
 
 def prepare(ws: Workspace, out: Path, fmt: str, anonymiser: Anonymiser) -> None:
