@@ -29,6 +29,7 @@ class Transfer:
     files: list[Path] = field(default_factory=list)  # retrieved: written; sent: sent
     failed: list[str] = field(default_factory=list)  # one line per instance, naming it and why
     sop_uids: list[str] = field(default_factory=list)  # the instances sent (for send)
+    notes: list[str] = field(default_factory=list)  # went, but the node warned (e.g. coerced)
 
 
 class PacsConnection(Protocol):
