@@ -5,31 +5,15 @@ node has a URL) or DIMSE (AE title@host:port). The CLI, the transfers and the ap
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from medviewer.pacs.errors import PacsError
 from medviewer.pacs.nodes import PacsNode
+from medviewer.pacs.progress import Cancelled, Progress, Transfer  # the interface's, too
 from medviewer.pacs.query import SeriesRecord, StudyQuery, StudyRecord
 
-# Called with (done, total) as instances arrive or leave; total is None when unknown.
-Progress = Callable[[int, int | None], None]
-
-
-class Cancelled(PacsError):
-    """The user cancelled a transfer; what had arrived is kept."""
-
-
-@dataclass
-class Transfer:
-    """How a transfer went: what was written or sent, and what failed with its reason."""
-
-    files: list[Path] = field(default_factory=list)  # retrieved: written; sent: sent
-    failed: list[str] = field(default_factory=list)  # one line per instance, naming it and why
-    sop_uids: list[str] = field(default_factory=list)  # the instances sent (for send)
-    notes: list[str] = field(default_factory=list)  # went, but the node warned (e.g. coerced)
+__all__ = ["Cancelled", "PacsConnection", "Progress", "Transfer", "connect"]
 
 
 class PacsConnection(Protocol):
