@@ -12,7 +12,7 @@ nibabel.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,13 +55,17 @@ def export_workspace(
     *,
     overlay: bool = False,
     anonymiser: Anonymiser | None = None,
+    image_ids: Collection[int] | None = None,
 ) -> ExportReport:
     """Write every image's chosen mask to `out_dir` as `fmt` (see FORMATS); with an
-    `anonymiser`, de-identified (`export.anonymised`), its mapping saved before and after."""
+    `anonymiser`, de-identified (`export.anonymised`), its mapping saved before and after.
+    `image_ids` (dicom-seg only, for a PACS send) limits it to those images."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
     if which not in WHICH:
         raise ValueError(f"unknown mask choice {which!r}; valid: {', '.join(WHICH)}")
+    if image_ids is not None and fmt != "dicom-seg":
+        raise ValueError(f"an image subset is for the dicom-seg export, not {fmt}")
     out = Path(out_dir).expanduser()
     if anonymiser is not None:
         from medviewer.workspace.export.anonymised import prepare
@@ -75,7 +79,7 @@ def export_workspace(
     if fmt == "dicom-seg":
         from medviewer.workspace.export.dicom_seg import export_dicom_seg
 
-        export_dicom_seg(ws, out, which, report, anonymiser=anonymiser)
+        export_dicom_seg(ws, out, which, report, anonymiser=anonymiser, image_ids=image_ids)
     elif fmt == "png":
         from medviewer.workspace.export.png import export_png
 

@@ -17,6 +17,7 @@ by PNGs too.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -121,10 +122,13 @@ def export_dicom_seg(
     report: ExportReport,
     *,
     anonymiser: Anonymiser | None = None,
+    image_ids: Collection[int] | None = None,
 ) -> None:
     ctx = Context(ws, out_dir, which, report, ClassResolver(ws), anonymiser)
     series: dict[tuple[str, str], list[Item]] = {}
     for row in ws.images():
+        if image_ids is not None and row.id not in image_ids:
+            continue
         rev = chosen_mask(ws, row.id, which)
         if rev is None:
             report.skipped += 1
