@@ -1,6 +1,6 @@
 """How a transfer goes, whichever protocol carries it: the progress callback, `Cancelled`, and
-`Transfer` (what arrived or went, what failed). Apart from `connection` so that the protocol
-modules (dicomweb, dimse, receiver) use them without importing `connection`, which imports
+`Transfer` (what arrived or went, what failed). Apart from `remote` so that the protocol
+modules (dicomweb, dimse, receiver) use them without importing `remote`, which imports
 them in `connect` (no import cycle)."""
 
 from __future__ import annotations
