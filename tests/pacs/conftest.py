@@ -18,7 +18,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from tests.imaging.helpers import write_ct_slice
 PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 USER, PASSWORD = "reader", "s3cret-for-tests"
 SECRET_ENV = "MEDVIEWER_TEST_PACS_SECRET"
+ORTHANC_AET, OUR_AET = "ORTHANC", "MEDVIEWER"  # DIMSE: Orthanc's AE title, and the only AE it knows
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,15 @@ class Orthanc:
     http_port: int
     dicom_port: int
     studies: tuple[Study, ...]
+    move_port: int = 0  # where OUR_AET listens for a C-MOVE (Orthanc's DicomModalities)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}/dicom-web"
+
+    @property
+    def dimse(self) -> str:
+        return f"{ORTHANC_AET}@127.0.0.1:{self.dicom_port}"
 
 
 def _free_port() -> int:
@@ -63,8 +69,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _request(port: int, path: str, data: bytes | None = None) -> bytes:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data)
+def _request(port: int, path: str, data: bytes | None = None, method: str | None = None) -> bytes:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     req.add_header("Authorization", f"Basic {token}")
     if data is not None:
@@ -108,7 +114,7 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
             "`make debian-tools` installs them as root)"
         )
     root = tmp_path_factory.mktemp("orthanc")
-    server = Orthanc(_free_port(), _free_port(), (CT_STUDY, MR_STUDY))
+    server = Orthanc(_free_port(), _free_port(), (CT_STUDY, MR_STUDY), _free_port())
     config = {
         "Name": "medviewer-tests",
         "HttpPort": server.http_port,
@@ -120,6 +126,14 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
         "RegisteredUsers": {USER: PASSWORD},
         "Plugins": [str(PLUGIN)],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        # DIMSE: Orthanc 1.10.1 cannot be told to listen on 127.0.0.1 only (no option for it).
+        # Only OUR_AET may associate (any other calling AE is rejected), called as ORTHANC;
+        # a C-MOVE sends to OUR_AET at 127.0.0.1:move_port.
+        "DicomAet": ORTHANC_AET,
+        "DicomCheckCalledAet": True,
+        "DicomAlwaysAllowEcho": False,
+        "DicomAlwaysAllowStore": False,
+        "DicomModalities": {"medviewer": [OUR_AET, "127.0.0.1", server.move_port]},
     }
     (root / "orthanc.json").write_text(json.dumps(config))
     log = (root / "orthanc.log").open("wb")
@@ -167,3 +181,54 @@ def _own_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("MEDVIEWER_PACS_NODES", str(path))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     return path
+
+
+def orthanc_study_id(server: Orthanc, study_uid: str) -> str | None:
+    """Orthanc's own id of a study, None when it does not hold it (REST /tools/lookup)."""
+    found = json.loads(_request(server.http_port, "/tools/lookup", study_uid.encode()))
+    return next((f["ID"] for f in found if f["Type"] == "Study"), None)
+
+
+@pytest.fixture
+def orthanc_scratch(orthanc: Orthanc) -> Iterator[Callable[[str], None]]:
+    """Call it with the UID of a study a test adds to the shared Orthanc: deleted afterwards,
+    since other tests count the studies their searches match."""
+    added: list[str] = []
+    yield added.append
+    for uid in added:
+        study_id = orthanc_study_id(orthanc, uid)
+        if study_id:
+            _request(orthanc.http_port, f"/studies/{study_id}", method="DELETE")
+
+
+@dataclass(frozen=True)
+class Slices:
+    study_uid: str
+    series_uid: str
+    pixels: dict[str, np.ndarray]  # by SOP Instance UID
+
+
+@pytest.fixture
+def orthanc_slices(
+    orthanc: Orthanc, orthanc_scratch: Callable[[str], None], tmp_path: Path
+) -> Slices:
+    """A five-slice CT series stored in Orthanc through its REST API for one test."""
+    study_uid = "1.2.826.0.1.3680043.8.498.103"
+    orthanc_scratch(study_uid)
+    folder = tmp_path / "orthanc_slices"
+    folder.mkdir()
+    pixels = {}
+    for k in range(5):
+        array = (np.arange(16 * 16, dtype=np.int16).reshape(16, 16) + 100 * k).astype(np.int16)
+        path = write_ct_slice(
+            folder / f"slice{k}.dcm",
+            array,
+            series_uid=study_uid + ".1",
+            study_uid=study_uid,
+            patient_id="DIMSE-SLICES-3",
+            position=(0.0, 0.0, float(k)),
+            instance_number=k + 1,
+        )
+        pixels[str(pydicom.dcmread(path).SOPInstanceUID)] = array
+        _request(orthanc.http_port, "/instances", path.read_bytes())
+    return Slices(study_uid, study_uid + ".1", pixels)
