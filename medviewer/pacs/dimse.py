@@ -3,24 +3,20 @@
 C-ECHO; C-FIND at study and series level (Study Root); retrieve by C-GET, or by C-MOVE to our
 own Storage SCP started for the transfer; C-STORE. Every failure (refused, rejected, aborted, no
 answer within the node's timeout, a failure status) becomes one PacsError naming the node and
-why; results are the same records as DICOMweb's.
+why (`pacs.association`); results are the same records as DICOMweb's (`pacs.dimse_records`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 from pydicom.uid import (
     JPEG2000,
     UID,
@@ -37,9 +33,8 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
-from pynetdicom import AE, StoragePresentationContexts, build_context, build_role, evt
+from pynetdicom import StoragePresentationContexts, build_context, build_role, evt
 from pynetdicom.association import Association
-from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
@@ -57,6 +52,15 @@ from pynetdicom.status import (
 )
 
 from medviewer.config import debug
+from medviewer.pacs.association import Peer, Watch
+from medviewer.pacs.dimse_records import (
+    SERIES_KEYS,
+    STUDY_KEYS,
+    multi_values,
+    query_identifier,
+    series_record,
+    study_record,
+)
 from medviewer.pacs.errors import PacsError
 from medviewer.pacs.nodes import PacsNode
 from medviewer.pacs.progress import Cancelled, Progress, Transfer
@@ -83,73 +87,32 @@ _ACCEPTED_SYNTAXES = [
 _STORAGE_CLASSES = [cx.abstract_syntax for cx in StoragePresentationContexts]
 _MAX_CONTEXTS = 128  # an association proposes at most 128 presentation contexts
 _PENDING = (0xFF00, 0xFF01)
-_HINTS = {
-    0xA801: "the node does not know our AE title {ae} as a C-MOVE destination "
-    "(register {ae} there with this computer's address and port {port})",
-}
-_STUDY_KEYS = (
-    "StudyInstanceUID",
-    "PatientID",
-    "PatientName",
-    "StudyDate",
-    "AccessionNumber",
-    "ModalitiesInStudy",
-    "StudyDescription",
-    "NumberOfStudyRelatedSeries",
-    "NumberOfStudyRelatedInstances",
-)
-_SERIES_KEYS = (
-    "SeriesInstanceUID",
-    "Modality",
-    "SeriesNumber",
-    "SeriesDescription",
-    "NumberOfSeriesRelatedInstances",
-)
-
-
-class _Watch:
-    """What happened on one association, for the error message a failure gets."""
-
-    def __init__(self) -> None:
-        self.connected = False
-        self.peer_aborted = False
-
-    def handlers(self) -> list[tuple[Any, Callable[[Any], None]]]:
-        return [(evt.EVT_CONN_OPEN, self._opened), (evt.EVT_PDU_RECV, self._received)]
-
-    def _opened(self, event: Any) -> None:
-        self.connected = True
-
-    def _received(self, event: Any) -> None:
-        if isinstance(event.pdu, A_ABORT_RQ):
-            self.peer_aborted = True
 
 
 class DimseNode:
     """A DIMSE connection to one node: its AE title@host:port, our calling AE, its timeout."""
 
     def __init__(self, node: PacsNode) -> None:
-        if not node.dimse:
-            raise PacsError(f"PACS node {node.name}: no DIMSE address (AE_TITLE@host:port)")
         self.node = node
-        self._called, self._host, self._port = node.dimse_address()
+        self._peer = Peer(node)
         # pynetdicom logs every PDU at INFO; our errors already say what went wrong.
         logging.getLogger("pynetdicom").setLevel(logging.DEBUG if debug() else logging.WARNING)
 
     def echo(self) -> float:
         """Seconds an association with one C-ECHO took; PacsError when the node does not answer."""
         started = time.monotonic()
-        with self._association([build_context(Verification)]) as (assoc, watch):
-            self._check(assoc, watch, assoc.send_c_echo(), "C-ECHO", GENERAL_STATUS)
+        with self._peer.association([build_context(Verification)]) as (assoc, watch):
+            self._peer.check(assoc, watch, assoc.send_c_echo(), "C-ECHO", GENERAL_STATUS)
         return time.monotonic() - started
 
     def find_studies(self, query: StudyQuery, limit: int | None = None) -> list[StudyRecord]:
-        identifier = _identifier("STUDY", {**dict.fromkeys(_STUDY_KEYS, ""), **query.filters()})
-        return [_study(d) for d in self._find(identifier, limit)]
+        identifier = query_identifier("STUDY", {**dict.fromkeys(STUDY_KEYS, ""), **query.filters()})
+        return [study_record(d) for d in self._find(identifier, limit)]
 
     def find_series(self, study_uid: str) -> list[SeriesRecord]:
-        keys = {**dict.fromkeys(_SERIES_KEYS, ""), "StudyInstanceUID": study_uid}
-        return [_series(d, study_uid) for d in self._find(_identifier("SERIES", keys), None)]
+        keys = {**dict.fromkeys(SERIES_KEYS, ""), "StudyInstanceUID": study_uid}
+        found = self._find(query_identifier("SERIES", keys), None)
+        return [series_record(d, study_uid) for d in found]
 
     def retrieve(
         self,
@@ -164,10 +127,10 @@ class DimseNode:
         keys = {"StudyInstanceUID": study_uid}
         if series_uid:
             keys["SeriesInstanceUID"] = series_uid
-        identifier = _identifier("SERIES" if series_uid else "STUDY", keys)
+        identifier = query_identifier("SERIES" if series_uid else "STUDY", keys)
         receiver = Receiver(folder, progress, cancel)
         if receiver.cancelled:
-            raise Cancelled(self._reason("retrieve cancelled before it started"))
+            raise Cancelled(self._peer.reason("retrieve cancelled before it started"))
         if self.node.retrieve_with == "move":
             self._move(identifier, receiver)
         else:
@@ -175,7 +138,7 @@ class DimseNode:
         if receiver.cancelled:
             kept = len(receiver.transfer.files)
             kept_in = f"{kept} instance(s) kept in {folder}"
-            raise Cancelled(self._reason(f"retrieve cancelled; {kept_in}"))
+            raise Cancelled(self._peer.reason(f"retrieve cancelled; {kept_in}"))
         return receiver.transfer
 
     def store(
@@ -200,18 +163,18 @@ class DimseNode:
             progress(done, len(files))
         if not readable:
             return transfer
-        with self._association(_store_contexts(readable, self._reason)) as (assoc, watch):
+        with self._peer.association(_store_contexts(readable, self._peer.reason)) as (assoc, watch):
             for msg_id, (path, sop_uid, _, _) in enumerate(readable, 1):
                 if cancel is not None and cancel.is_set():
                     sent = len(transfer.files)
-                    raise Cancelled(self._reason(f"send cancelled after {sent} file(s)"))
+                    raise Cancelled(self._peer.reason(f"send cancelled after {sent} file(s)"))
                 try:
                     status = assoc.send_c_store(path, msg_id=msg_id % 65536 or 1)
                 except (ValueError, AttributeError, OSError, EOFError) as e:
                     transfer.failed.append(f"{path}: {e}")
                 else:
                     what = f"C-STORE of {path}"
-                    failure = self._check(
+                    failure = self._peer.check(
                         assoc, watch, status, what, STORAGE_SERVICE_CLASS_STATUS, raise_=False
                     )
                     if failure:
@@ -220,7 +183,7 @@ class DimseNode:
                         transfer.files.append(path)
                         transfer.sop_uids.append(sop_uid)
                         if code_to_category(int(status.Status)) == "Warning":
-                            warning = self._describe(status, STORAGE_SERVICE_CLASS_STATUS)
+                            warning = self._peer.describe(status, STORAGE_SERVICE_CLASS_STATUS)
                             transfer.notes.append(f"{path}: stored with a warning: {warning}")
                 done += 1
                 if progress is not None:
@@ -232,10 +195,10 @@ class DimseNode:
     def _find(self, identifier: Dataset, limit: int | None) -> list[Dataset]:
         model = StudyRootQueryRetrieveInformationModelFind
         found: list[Dataset] = []
-        with self._association([build_context(model)]) as (assoc, watch):
+        with self._peer.association([build_context(model)]) as (assoc, watch):
             cancelled = False
             for status, answer in assoc.send_c_find(identifier, model):
-                self._check(assoc, watch, status, "C-FIND", QR_FIND_SERVICE_CLASS_STATUS)
+                self._peer.check(assoc, watch, status, "C-FIND", QR_FIND_SERVICE_CLASS_STATUS)
                 if status.Status not in _PENDING or answer is None:
                     continue
                 if limit is None or len(found) < limit:
@@ -252,7 +215,7 @@ class DimseNode:
         contexts += [build_context(c, _ACCEPTED_SYNTAXES) for c in _STORAGE_CLASSES]
         roles = [build_role(c, scp_role=True) for c in _STORAGE_CLASSES]
         handlers = [(evt.EVT_C_STORE, receiver.handle_store)]
-        with self._association(contexts, roles=roles, handlers=handlers) as (assoc, watch):
+        with self._peer.association(contexts, roles=roles, handlers=handlers) as (assoc, watch):
             receiver.on_cancel = lambda: assoc.send_c_cancel(1, query_model=model)
             responses = assoc.send_c_get(identifier, model)
             self._sub_operations(assoc, watch, responses, receiver, "C-GET")
@@ -260,22 +223,22 @@ class DimseNode:
     def _move(self, identifier: Dataset, receiver: Receiver) -> None:
         model = StudyRootQueryRetrieveInformationModelMove
         port = self.node.move_port or 0  # PacsNode requires it for "move"
-        scp = self._ae(self.node.calling_ae)
+        scp = self._peer.ae(self.node.calling_ae)
         for sop_class in _STORAGE_CLASSES:
             scp.add_supported_context(sop_class, _ACCEPTED_SYNTAXES)
         # Loopback only when the node is on this computer; else it must reach us from outside.
-        bind = "127.0.0.1" if _is_loopback(self._host) else ""
+        bind = "127.0.0.1" if _is_loopback(self._peer.host) else ""
         try:
             server = scp.start_server(
                 (bind, port), block=False, evt_handlers=[(evt.EVT_C_STORE, receiver.handle_store)]
             )
         except OSError as e:
-            raise self._error(
+            raise self._peer.error(
                 f"our Storage SCP ({self.node.calling_ae}) cannot listen on port {port} "
                 f"for the C-MOVE ({e.strerror or e})"
             ) from e
         try:
-            with self._association([build_context(model)]) as (assoc, watch):
+            with self._peer.association([build_context(model)]) as (assoc, watch):
                 receiver.on_cancel = lambda: assoc.send_c_cancel(1, query_model=model)
                 responses = assoc.send_c_move(identifier, self.node.calling_ae, model)
                 self._sub_operations(assoc, watch, responses, receiver, "C-MOVE")
@@ -285,7 +248,7 @@ class DimseNode:
     def _sub_operations(
         self,
         assoc: Association,
-        watch: _Watch,
+        watch: Watch,
         responses: Iterator[tuple[Dataset, Dataset | None]],
         receiver: Receiver,
         what: str,
@@ -294,135 +257,23 @@ class DimseNode:
         table = QR_GET_SERVICE_CLASS_STATUS if what == "C-GET" else QR_MOVE_SERVICE_CLASS_STATUS
         for status, identifier in responses:
             # After a cancel, a failure status (the rest refused) is what we asked for.
-            failure = self._check(assoc, watch, status, what, table, raise_=False)
+            failure = self._peer.check(assoc, watch, status, what, table, raise_=False)
             if status.Status in _PENDING:
                 receiver.pending(status)
                 receiver.check_cancel()
                 continue
             if failure and not receiver.cancelled:
                 local = f"; first on our side: {receiver.transfer.failed[0]}"
-                raise self._error(
+                raise self._peer.error(
                     f"{what} failed, {failure}" + (local if receiver.transfer.failed else "")
                 )
             failed = int(status.get("NumberOfFailedSuboperations") or 0)
             listed = identifier.get("FailedSOPInstanceUIDList", []) if identifier else []
-            theirs = [u for u in _values(listed) if u not in receiver.failed_uids]
+            theirs = [u for u in multi_values(listed) if u not in receiver.failed_uids]
             receiver.transfer.failed += [f"instance {u}: not sent by the node" for u in theirs]
             unnamed = failed - len(receiver.failed_uids) - len(theirs)
             if unnamed > 0 and not receiver.cancelled:
                 receiver.transfer.failed.append(f"{unnamed} instance(s) not sent by the node")
-
-    # --- associations and errors --------------------------------------------------------
-
-    def _ae(self, title: str) -> AE:
-        ae = AE(ae_title=title)
-        t = self.node.timeout
-        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = t
-        return ae
-
-    @contextmanager
-    def _association(
-        self,
-        contexts: Sequence[PresentationContext],
-        *,
-        roles: Sequence[Any] = (),
-        handlers: Sequence[tuple[Any, Callable[[Any], Any]]] = (),
-    ) -> Iterator[tuple[Association, _Watch]]:
-        ae = self._ae(self.node.calling_ae)
-        for cx in contexts:
-            ae.add_requested_context(cx.abstract_syntax, cx.transfer_syntax)
-        watch = _Watch()
-        assoc = ae.associate(
-            self._host,
-            self._port,
-            ae_title=self._called,
-            ext_neg=list(roles) or None,
-            evt_handlers=[*watch.handlers(), *handlers],
-        )
-        if not assoc.is_established:
-            raise self._error(self._not_established(assoc, watch, contexts))
-        try:
-            yield assoc, watch
-        finally:
-            if assoc.is_established:
-                assoc.release()
-
-    def _not_established(
-        self, assoc: Association, watch: _Watch, contexts: Sequence[PresentationContext]
-    ) -> str:
-        answer = assoc.acceptor.primitive
-        if assoc.is_rejected and answer is not None:
-            reason = answer.reason_str
-            return (
-                f"association rejected: {reason[:1].lower()}{reason[1:]} (we called "
-                f"{self._called} as {self.node.calling_ae}; {answer.result_str.lower()})"
-            )
-        if answer is not None and answer.result == 0:
-            asked = ", ".join(sorted({cx.abstract_syntax.name for cx in contexts})[:3])
-            return f"association accepted, but none of the services asked for ({asked})"
-        if not watch.connected:
-            return self._unreachable()
-        if watch.peer_aborted:
-            return "the node aborted the association request"
-        return f"no answer to the association request within {self.node.timeout:g} s (timeout)"
-
-    def _unreachable(self) -> str:
-        """Why the TCP connection failed: pynetdicom only logs it, so ask the socket again."""
-        try:
-            socket.create_connection((self._host, self._port), timeout=self.node.timeout).close()
-        except ConnectionRefusedError:
-            return "connection refused (is a DICOM server listening on that port?)"
-        except TimeoutError:
-            return f"no connection within {self.node.timeout:g} s (timeout)"
-        except socket.gaierror as e:
-            return f"unknown host {self._host} ({e.strerror})"
-        except OSError as e:
-            return f"cannot connect ({e.strerror or e})"
-        return "cannot connect (the connection failed, then worked when tried again)"
-
-    def _check(
-        self,
-        assoc: Association,
-        watch: _Watch,
-        status: Dataset,
-        what: str,
-        table: dict[int, tuple[str, str]],
-        *,
-        raise_: bool = True,
-    ) -> str | None:
-        """The failure a response's status says (raised unless raise_ is False), else None.
-
-        No status at all means the association was lost: always raised.
-        """
-        if "Status" not in status:
-            if watch.peer_aborted:
-                raise self._error(f"the node aborted the association during {what}")
-            raise self._error(
-                f"no answer within {self.node.timeout:g} s during {what} (timeout; "
-                "association aborted)"
-            )
-        if code_to_category(int(status.Status)) != "Failure":
-            return None
-        text = self._describe(status, table)
-        if raise_:
-            raise self._error(f"{what} failed, {text}")
-        return text
-
-    def _describe(self, status: Dataset, table: dict[int, tuple[str, str]]) -> str:
-        """`status 0xA700 (Refused: Out of Resources)`, with a hint and the node's comment."""
-        code = int(status.Status)
-        meaning = table.get(code, ("", ""))[1] or code_to_category(code).lower()
-        hint = _HINTS.get(code, "").format(ae=self.node.calling_ae, port=self.node.move_port)
-        text = f"status 0x{code:04X} ({meaning})" + (f": {hint}" if hint else "")
-        if status.get("ErrorComment"):
-            text += f": {status.ErrorComment}"
-        return text
-
-    def _reason(self, reason: str) -> str:
-        return f"PACS node {self.node.name} ({self.node.dimse}): {reason}"
-
-    def _error(self, reason: str) -> PacsError:
-        return PacsError(self._reason(reason))
 
 
 def _is_loopback(host: str) -> bool:
@@ -432,16 +283,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _identifier(level: str, keys: dict[str, str]) -> Dataset:
-    ds = Dataset()
-    if any(not v.isascii() for v in keys.values()):
-        ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8, for a name with accents
-    ds.QueryRetrieveLevel = level
-    for keyword, value in keys.items():
-        setattr(ds, keyword, value)
-    return ds
 
 
 def _store_contexts(
@@ -460,48 +301,3 @@ def _store_contexts(
             )
         )
     return [build_context(c, syntaxes) for (c, _), syntaxes in wanted.items()]
-
-
-def _values(value: Any) -> list[str]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, (list, tuple, MultiValue)):
-        return [str(v) for v in value]
-    return [str(value)]  # one value: text, a number, a PersonName
-
-
-def _text(ds: Dataset, keyword: str) -> str:
-    values = _values(ds.get(keyword))
-    return values[0] if values else ""
-
-
-def _count(ds: Dataset, keyword: str) -> int | None:
-    try:
-        return int(_text(ds, keyword))
-    except ValueError:
-        return None
-
-
-def _study(ds: Dataset) -> StudyRecord:
-    return StudyRecord(
-        study_uid=_text(ds, "StudyInstanceUID"),
-        patient_id=_text(ds, "PatientID"),
-        patient_name=_text(ds, "PatientName"),
-        study_date=_text(ds, "StudyDate"),
-        accession=_text(ds, "AccessionNumber"),
-        description=_text(ds, "StudyDescription"),
-        modalities=tuple(_values(ds.get("ModalitiesInStudy"))),
-        series=_count(ds, "NumberOfStudyRelatedSeries"),
-        instances=_count(ds, "NumberOfStudyRelatedInstances"),
-    )
-
-
-def _series(ds: Dataset, study_uid: str) -> SeriesRecord:
-    return SeriesRecord(
-        study_uid=_text(ds, "StudyInstanceUID") or study_uid,
-        series_uid=_text(ds, "SeriesInstanceUID"),
-        modality=_text(ds, "Modality"),
-        number=_text(ds, "SeriesNumber"),
-        description=_text(ds, "SeriesDescription"),
-        instances=_count(ds, "NumberOfSeriesRelatedInstances"),
-    )
