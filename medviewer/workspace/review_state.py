@@ -6,6 +6,7 @@ proposal); the proposal stays beside it for comparison. Qt-free: the GUI calls t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +95,24 @@ def save_mask_edit(ws: Workspace, state: ReviewState, mask: np.ndarray, author: 
     )
     state.mask_revision = rev
     return rev
+
+
+def save_mask_edits(
+    ws: Workspace, edits: Sequence[tuple[ReviewState, np.ndarray]], author: str
+) -> list[Revision]:
+    """Store many images' masks (the slices one volume edit changed) as `human` revisions in
+    one transaction: all of them or, on any failure, none (`Revisions.save_masks`)."""
+    revs = ws.revisions.save_masks(
+        [
+            (state.image.id, mask, state.mask_revision.id if state.mask_revision else None)
+            for state, mask in edits
+        ],
+        source="human",
+        author=author,
+    )
+    for (state, _), rev in zip(edits, revs):
+        state.mask_revision = rev
+    return revs
 
 
 def save_labels_edit(

@@ -124,6 +124,48 @@ class Revisions:
     ) -> Revision:
         """Store a uint8 label map at the image's native size as a new revision; an AI
         proposal is stored once per model version (see `_insert`)."""
+        mask = self._checked_mask(image_id, mask, num_classes)
+        digest = self.ws.blobs.put(mask)  # durable before the row exists
+        full_summary = {"pixels": mask_summary(mask), **(summary or {})}
+        if parent_id is None:
+            parent = self.latest(image_id, "mask")
+            parent_id = parent.id if parent else None
+        return self._insert(
+            image_id, "mask", source, author, model, parent_id, digest, {}, full_summary
+        )
+
+    def save_masks(
+        self,
+        masks: Sequence[tuple[int, np.ndarray, int | None]],
+        *,
+        source: str,
+        author: str,
+    ) -> list[Revision]:
+        """Many images' masks, each (image id, mask, parent revision id or None for the
+        latest), as revisions that land together (the slices one volume edit changed): every
+        mask is checked and every blob durable first, then all rows commit in one transaction
+        or none does. Human or imported masks only (an AI proposal is `save_mask`'s)."""
+        if source in AI_SOURCES:
+            raise ValueError(f"save_masks stores human or imported masks, not {source!r}")
+        _check_source(source, author)
+        checked = [(i, self._checked_mask(i, m, None), parent) for i, m, parent in masks]
+        digests = [self.ws.blobs.put(mask) for _, mask, _ in checked]  # durable before rows
+        now = time.time()
+        saved: list[Revision] = []
+        with self.ws.transaction(f"save the masks of {len(checked)} images") as db:
+            for (image_id, mask, parent_id), digest in zip(checked, digests):
+                if parent_id is None:
+                    parent = self.latest(image_id, "mask")
+                    parent_id = parent.id if parent else None
+                rev = Revision(
+                    0, image_id, "mask", source, author, None, None, now, parent_id, digest,
+                    {}, {"pixels": mask_summary(mask)},
+                )  # fmt: skip
+                saved.append(_insert_row(db, rev))
+        return saved
+
+    def _checked_mask(self, image_id: int, mask: np.ndarray, num_classes: int | None) -> np.ndarray:
+        """The mask as uint8 class indices at the image's native size, or MaskMismatch."""
         image = self.ws.image(image_id)
         if mask.ndim != 2 or mask.shape != (image.rows, image.columns):
             raise MaskMismatch(
@@ -139,14 +181,7 @@ class Revisions:
                 f"{image.path}: mask has class {int(mask.max())}, the model has only "
                 f"{num_classes} classes (0-{num_classes - 1})"
             )
-        digest = self.ws.blobs.put(mask)  # durable before the row exists
-        full_summary = {"pixels": mask_summary(mask), **(summary or {})}
-        if parent_id is None:
-            parent = self.latest(image_id, "mask")
-            parent_id = parent.id if parent else None
-        return self._insert(
-            image_id, "mask", source, author, model, parent_id, digest, {}, full_summary
-        )
+        return mask
 
     def save_labels(
         self,
@@ -203,10 +238,7 @@ class Revisions:
         payload: dict[str, Any],
         summary: dict[str, Any],
     ) -> Revision:
-        if source not in SOURCES:
-            raise ValueError(f"unknown revision source {source!r}; valid: {', '.join(SOURCES)}")
-        if not author:
-            raise ValueError("every revision needs an author")
+        _check_source(source, author)
         name, version = model if model else (None, None)
         rev = Revision(
             0, image_id, kind, source, author, name, version, time.time(), parent_id, blob,
@@ -225,13 +257,7 @@ class Revisions:
                 ).fetchone()
                 if found is not None:
                     return _revision(found)
-            cur = db.execute(
-                "INSERT INTO revisions (image, kind, source, author, model_name, model_version,"
-                " created_at, parent, blob, payload, summary) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (*_row_values(rev), json.dumps(payload), json.dumps(summary)),
-            )
-            _update_image_state(db, rev)
-        return replace(rev, id=cur.lastrowid)
+            return _insert_row(db, rev)
 
     # -- read --------------------------------------------------------------------------
 
@@ -329,6 +355,24 @@ class Revisions:
 
 def _size(shape: tuple[int, ...]) -> str:
     return f"{shape[1]}x{shape[0]}" if len(shape) == 2 else "x".join(map(str, shape))
+
+
+def _check_source(source: str, author: str) -> None:
+    if source not in SOURCES:
+        raise ValueError(f"unknown revision source {source!r}; valid: {', '.join(SOURCES)}")
+    if not author:
+        raise ValueError("every revision needs an author")
+
+
+def _insert_row(db: Any, rev: Revision) -> Revision:
+    """Insert one revision row inside the caller's transaction; the revision with its id."""
+    cur = db.execute(
+        "INSERT INTO revisions (image, kind, source, author, model_name, model_version,"
+        " created_at, parent, blob, payload, summary) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (*_row_values(rev), json.dumps(rev.payload), json.dumps(rev.summary)),
+    )
+    _update_image_state(db, rev)
+    return replace(rev, id=cur.lastrowid)
 
 
 def _row_values(rev: Revision) -> tuple:
