@@ -79,7 +79,7 @@ class Receiver:
             self.check_cancel()
             return _REFUSED
         try:
-            series_uid = str(event.dataset.get("SeriesInstanceUID", ""))
+            series_uid = _raw_text(event.dataset, "SeriesInstanceUID")
         except Exception as e:  # noqa: BLE001 - any undecodable instance fails alone
             return self._fail(sop_uid, f"cannot be decoded ({e})", _CANNOT_UNDERSTAND)
         for uid in (series_uid, sop_uid):
@@ -103,3 +103,15 @@ class Receiver:
             self.failed_uids.add(sop_uid)
             self.transfer.failed.append(f"instance {sop_uid or '(no UID)'}: {reason}")
         return status
+
+
+def _raw_text(ds: Dataset, keyword: str) -> str:
+    """An element's text as sent, without pydicom's validation (it warns of a bad UID, which
+    we refuse anyway)."""
+    element = ds.get_item(keyword)
+    if element is None:
+        return ""
+    value = element.value
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace").rstrip("\0 ")
+    return str(value or "")

@@ -4,10 +4,12 @@ PacsError that names the node."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import subprocess
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -149,6 +151,37 @@ def test_cancel_keeps_what_arrived(
     assert not list(folder.rglob("*.tmp"))
     # The association was released: the node still answers.
     assert conn.echo() > 0
+
+
+def test_a_uid_that_is_a_path_is_not_written(
+    orthanc: Orthanc, orthanc_scratch: Callable[[str], None], tmp_path: Path
+) -> None:
+    study_uid = "1.2.826.0.1.3680043.8.498.108"
+    orthanc_scratch(study_uid)
+    path = _slice(tmp_path / "evil", study_uid, "DIMSE-EVIL-8")
+    ds = pydicom.dcmread(path)
+    with warnings.catch_warnings():  # pydicom warns of the invalid UI value: the point here
+        warnings.simplefilter("ignore")
+        ds.SeriesInstanceUID = "../../evil"
+        ds.save_as(path)
+    _request(orthanc.http_port, "/instances", path.read_bytes())  # Orthanc takes it as it is
+    folder = tmp_path / "retrieved"
+    # Every sub-operation failed (we refused the one), so the node's C-GET status is a failure.
+    with pytest.raises(PacsError, match=r"C-GET failed, status 0xA702 .*'\.\./\.\./evil' is not a"):
+        connect(_node(orthanc)).retrieve(folder, study_uid)
+    assert not folder.exists() or list(folder.rglob("*")) == []
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["DIMSE-EVIL-8.dcm", "evil"]
+
+
+def test_pynetdicom_logs_only_warnings_unless_debugging(
+    orthanc: Orthanc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDVIEWER_DEBUG", "1")
+    connect(_node(orthanc))
+    assert logging.getLogger("pynetdicom").level == logging.DEBUG
+    monkeypatch.delenv("MEDVIEWER_DEBUG")
+    connect(_node(orthanc))
+    assert logging.getLogger("pynetdicom").level == logging.WARNING
 
 
 def test_move_when_our_port_is_taken(orthanc: Orthanc, tmp_path: Path) -> None:
