@@ -7,7 +7,7 @@ from collections.abc import Callable
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
-from medviewer.pacs import connection
+from medviewer.pacs import remote
 from medviewer.pacs.errors import PacsError
 from medviewer.pacs.nodes import NodeBook, PacsNode
 from medviewer.qt.dialogs.pacs_worker import BUSY, PacsWorker, describe
@@ -72,7 +72,7 @@ class NodePicker(QWidget):
             self.say(f"{node.name} answered in {seconds:.2f} s")
 
         started = self.worker.run(
-            lambda _cancel: connection.connect(node).echo(),
+            lambda _cancel: remote.connect(node).echo(),
             answered,
             lambda e: self.say(describe(e)),
         )

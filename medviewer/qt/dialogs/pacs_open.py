@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from medviewer.pacs import connection
+from medviewer.pacs import remote
 from medviewer.pacs.errors import PacsError
 from medviewer.pacs.progress import Cancelled, Progress
 from medviewer.pacs.query import SeriesRecord, StudyQuery, StudyRecord, date_range
@@ -65,7 +65,7 @@ def retrieve_job(
     with Workspace.open(root) as ws:
         return transfer.retrieve_into(
             ws,
-            connection.connect(node),
+            remote.connect(node),
             study_uid,
             series_uid,
             progress=progress,
@@ -182,7 +182,7 @@ class PacsOpenDialog(QDialog):
             self.say(str(e))
             return
         started = self.worker.run(
-            lambda _cancel: connection.connect(node).find_studies(query, limit=LIMIT),
+            lambda _cancel: remote.connect(node).find_studies(query, limit=LIMIT),
             lambda studies: self._show_studies(node, studies),
             lambda e: self.say(describe(e)),
         )
@@ -214,7 +214,7 @@ class PacsOpenDialog(QDialog):
         if node is None:
             return
         started = self.worker.run(
-            lambda _cancel: connection.connect(node).find_series(study_uid),
+            lambda _cancel: remote.connect(node).find_series(study_uid),
             lambda series: self._show_series(item, series),
             lambda e: self.say(describe(e)),
         )

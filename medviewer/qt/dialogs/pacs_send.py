@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from medviewer.pacs import connection
+from medviewer.pacs import remote
 from medviewer.pacs.progress import Cancelled, Progress
 from medviewer.qt.dialogs.node_picker import NodePicker
 from medviewer.qt.dialogs.pacs_worker import BUSY, PacsWorker, describe
@@ -55,7 +55,7 @@ def send_job(
         anonymiser = anonymiser_for(root) if anonymise else None
         return transfer.send_results(
             ws,
-            connection.connect(node),
+            remote.connect(node),
             image_ids,
             anonymiser=anonymiser,
             progress=progress,

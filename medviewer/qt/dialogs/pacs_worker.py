@@ -44,10 +44,11 @@ class PacsWorker(QObject):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pacs")
         self.cancel = threading.Event()
         self.future: Future | None = None
+        self._running = False  # from run() until its outcome is handled on the GUI thread
 
     @property
     def busy(self) -> bool:
-        return self.future is not None and not self.future.done()
+        return self._running
 
     def run(
         self,
@@ -61,6 +62,7 @@ class PacsWorker(QObject):
         self.cancel = cancel = threading.Event()
 
         def deliver(future: Future) -> None:
+            self._running = False
             self.sig_busy.emit(False)
             error = future.exception()
             if error is None:
@@ -69,6 +71,7 @@ class PacsWorker(QObject):
                 failed(error)
 
         self.future = self._pool.submit(fn, cancel)
+        self._running = True
         self.sig_busy.emit(True)
         self.bridge.watch(self.future, deliver)  # delivers at once if it is done already
         return True
