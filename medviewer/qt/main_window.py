@@ -20,6 +20,8 @@ from PySide6.QtWidgets import (
 )
 
 from medviewer.imaging.display import PRESETS
+from medviewer.qt.dialogs.pacs_open import PacsOpenDialog
+from medviewer.qt.dialogs.pacs_send import PacsSendDialog
 from medviewer.qt.dialogs.retrain import JobEvents, RetrainDialog
 from medviewer.qt.inference import RunnerHost
 from medviewer.qt.panels.labels import LabelsPanel
@@ -62,6 +64,8 @@ class MainWindow(QMainWindow):
         self.labels = LabelsPanel()
         self.models = ModelsPanel()
         self._heat_for: tuple[int, str | None] | None = None  # (image, label) of the heatmap
+        self._pacs_open: PacsOpenDialog | None = None
+        self._pacs_send: PacsSendDialog | None = None
         self.setCentralWidget(self.view)
         worklist = self._dock("Worklist", self.worklist, Qt.DockWidgetArea.LeftDockWidgetArea)
         side = QWidget()
@@ -71,6 +75,7 @@ class MainWindow(QMainWindow):
         review = self._dock("Review", side, Qt.DockWidgetArea.RightDockWidgetArea)
         self.resizeDocks([worklist, review], [470, 330], Qt.Orientation.Horizontal)
         self._status_widgets()
+        self._menus()
         self._toolbar()
         self._shortcuts()
         self._connect()
@@ -115,6 +120,16 @@ class MainWindow(QMainWindow):
         self._save_clock = QTimer(self)
         self._save_clock.timeout.connect(self._show_save_state)
         self._save_clock.start(1000)
+
+    def _menus(self) -> None:
+        file = self.menuBar().addMenu("&File")
+        for text, slot in (
+            ("Open from PACS\u2026", self.open_from_pacs),
+            ("Send to PACS\u2026", self.send_to_pacs),
+        ):
+            action = QAction(text, self)
+            action.triggered.connect(lambda _=False, s=slot: s())
+            file.addAction(action)
 
     def _toolbar(self) -> None:
         bar = QToolBar("Tools")
@@ -347,6 +362,33 @@ class MainWindow(QMainWindow):
         self._retrain_dialog = dialog
         return dialog
 
+    def open_from_pacs(self) -> PacsOpenDialog:
+        """Open from PACS (non-modal; the worklist fills as each series is imported)."""
+        if self._pacs_open is None:
+            self._pacs_open = PacsOpenDialog(self.ws, self)
+            self._pacs_open.sig_imported.connect(self._pacs_imported)
+        else:
+            self._pacs_open.picker.reload()
+        self._pacs_open.show()
+        self._pacs_open.raise_()
+        return self._pacs_open
+
+    def _pacs_imported(self, added: int) -> None:
+        if added:
+            self.refresh_worklist()
+
+    def send_to_pacs(self) -> PacsSendDialog:
+        """Send to PACS: the approved results, as they are now."""
+        self.review.save_now()
+        if self._pacs_send is None:
+            self._pacs_send = PacsSendDialog(self.ws, self)
+        else:
+            self._pacs_send.picker.reload()
+            self._pacs_send.refresh()
+        self._pacs_send.show()
+        self._pacs_send.raise_()
+        return self._pacs_send
+
     def _show_save_state(self) -> None:
         if self.review.save_error:
             self.save_label.setText("<b style='color:#c00'>NOT SAVED</b>")
@@ -374,6 +416,9 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window_state", self.saveState())
         self._activation_clock.stop()
         self._stop_hearing()
+        for dialog in (self._pacs_open, self._pacs_send):
+            if dialog is not None:
+                dialog.shutdown()  # a transfer ends after its instance in flight
         self.host.close()
         self.jobs.close()  # training runs on in its own process; the next start follows it
         self.workers.shutdown()
