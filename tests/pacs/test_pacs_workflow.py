@@ -275,3 +275,16 @@ def test_get_and_send_errors_are_one_line_naming_the_node(
             assert reason in err[0], err
     with Workspace.open(tmp_path / "ws", readonly=True) as ws:
         assert ws.images() == []
+
+
+def test_cli_dimse_node_options(capsys: pytest.CaptureFixture[str]) -> None:
+    add = ["pacs", "add-node", "pacs1", "--dimse", "ORTHANC@127.0.0.1:4242", "--calling-ae"]
+    assert main([*add, "READER1", "--retrieve", "move", "--move-port", "11113"]) == 0
+    assert main(["pacs", "nodes"]) == 0
+    listed = capsys.readouterr().out.splitlines()[-1]
+    assert listed.startswith("pacs1  ORTHANC@127.0.0.1:4242  DIMSE as READER1, retrieve by C-MOVE")
+    assert "(our Storage SCP on port 11113)" in listed
+    assert main(["pacs", "add-node", "pacs2", "--dimse", "X@h:1", "--retrieve", "move"]) == 2
+    assert "C-MOVE needs the port our Storage SCP listens on" in capsys.readouterr().err
+    assert main(["pacs", "add-node", "pacs3"]) == 2
+    assert "needs a DICOMweb URL or a DIMSE AE title@host:port" in capsys.readouterr().err
