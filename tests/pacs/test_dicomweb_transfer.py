@@ -13,9 +13,9 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-from medviewer.pacs.connection import Cancelled, connect
 from medviewer.pacs.dicomweb import DicomWebNode, stow_outcome
 from medviewer.pacs.errors import PacsError
+from medviewer.pacs.remote import Cancelled, connect
 from tests.imaging.helpers import write_ct_slice
 from tests.pacs.conftest import CT_STUDY, Orthanc
 from tests.pacs.workspace_helpers import (
