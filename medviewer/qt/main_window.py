@@ -30,6 +30,9 @@ from medviewer.qt.panels.worklist import WorklistPanel
 from medviewer.qt.review import ReviewController
 from medviewer.qt.tools import ToolController
 from medviewer.qt.viewer.image_view import ImageView
+from medviewer.qt.viewer.layouts import LayoutHost, layout_actions
+from medviewer.qt.viewer.mpr_view import MprView
+from medviewer.qt.volume import VolumeController
 from medviewer.qt.workers import Workers
 from medviewer.training.jobs import JobManager
 from medviewer.workspace import ImageQuery
@@ -60,13 +63,19 @@ class MainWindow(QMainWindow):
         self.review = ReviewController(ws, self.workers, self.host, author)
         self.view = ImageView()
         self.tools = ToolController(self.view, self.review)
+        # Three planes of the volume the current image belongs to (issue 14).
+        self.volume = VolumeController(ws, self.workers, self.host.loader, author)
+        self.mpr = MprView(self.volume, self.tools)
+        self.layouts = LayoutHost(self.view, self.mpr)
+        self.layout_actions = layout_actions(self, self.set_layout)  # for a toolbar to place
+        self.addActions(list(self.layout_actions.values()))
         self.worklist = WorklistPanel()
         self.labels = LabelsPanel()
         self.models = ModelsPanel()
         self._heat_for: tuple[int, str | None] | None = None  # (image, label) of the heatmap
         self._pacs_open: PacsOpenDialog | None = None
         self._pacs_send: PacsSendDialog | None = None
-        self.setCentralWidget(self.view)
+        self.setCentralWidget(self.layouts)
         worklist = self._dock("Worklist", self.worklist, Qt.DockWidgetArea.LeftDockWidgetArea)
         side = QWidget()
         side_layout = QVBoxLayout(side)
@@ -79,6 +88,7 @@ class MainWindow(QMainWindow):
         self._toolbar()
         self._shortcuts()
         self._connect()
+        self._connect_volume()
         self.refresh_worklist()
         self.models.show_models(ws.models.list())
         self.host.start()
@@ -389,6 +399,51 @@ class MainWindow(QMainWindow):
         self._pacs_send.raise_()
         return self._pacs_send
 
+    def _connect_volume(self) -> None:
+        self.volume.sig_failed.connect(self._volume_failed)
+        self.volume.sig_loaded.connect(self._volume_loaded)
+        self.volume.sig_save_failed.connect(self._save_failed)
+        self.volume.sig_saved.connect(lambda _: self.save_label.setText("saved"))
+        for pane in self.mpr.panes.values():
+            pane.sig_cursor.connect(self.cursor_label.setText)
+
+    def set_layout(self, name: str) -> None:
+        """1 view ("single"), three planes ("mpr") or "2x2" of the current image's volume."""
+        self.layout_actions[name].setChecked(True)
+        if name == "single":
+            if self.layouts.name != "single":
+                self.volume.close()  # saved and waited for: the 2D view reloads the slices
+                if self.review.state is not None:
+                    self.open_image(self.review.state.image.id)
+            self.layouts.show_layout("single")
+            return
+        state = self.review.state
+        if state is None:
+            self._volume_failed("open an image of a CT or MR series first")
+            return
+        if self.volume.review is None or state.image.id not in self.volume.review.image_ids:
+            self.review.flush()  # the volume's masks include the 2D view's last edits
+            self.volume.open(state.image.id)
+            self.layouts.info.setText(f"loading the volume of {state.image.series_description}")
+        slider = getattr(self, "opacity", None)
+        if slider is not None:
+            self.mpr.set_opacity(slider.value() / 100)
+        self.layouts.show_layout(name)
+
+    def _volume_loaded(self, review) -> None:
+        shape = "x".join(str(n) for n in review.stored.shape[::-1])
+        mm = " x ".join(f"{v:.2f}" for v in review.reslicer.axes.spacing[::-1])
+        image = review.states[0].image
+        self.layouts.info.setText(
+            f"{image.patient_name}\n{image.series_description}\n{shape} voxels, {mm} mm\n\n"
+            "Left: brush / eraser (Shift: crosshair); right-drag: window; wheel: slice"
+        )
+
+    def _volume_failed(self, message: str) -> None:
+        self._error(f"Three planes: {message}")
+        if self.layouts.name != "single":
+            self.set_layout("single")
+
     def _show_save_state(self) -> None:
         if self.review.save_error:
             self.save_label.setText("<b style='color:#c00'>NOT SAVED</b>")
@@ -412,6 +467,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.review.flush()
+        self.volume.flush()
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("window_state", self.saveState())
         self._activation_clock.stop()
