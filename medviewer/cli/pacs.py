@@ -325,6 +325,12 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(f"  failed: {line}")
     for line in transfer.notes:
         print(f"  note: {line}")
+    for r in got.masks:
+        if r.error:
+            print(f"  mask not imported: {r.error}")
+        else:
+            again = ", imported before" if r.already else ""
+            print(f"  {r.path.name} -> image {r.image_id} (revision {r.revision_id}{again})")
     ended = "cancelled; " if got.cancelled else ""
     print(
         f"{ended}{len(transfer.files)} instance(s) retrieved into {got.folder}; workspace "

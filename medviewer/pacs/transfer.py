@@ -23,6 +23,7 @@ import pydicom
 
 from medviewer.pacs.errors import PacsError
 from medviewer.pacs.progress import Cancelled, Progress, Transfer
+from medviewer.workspace.mask_results import MaskImportResult
 from medviewer.workspace.store import ImageQuery
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class Retrieved:
     added: int  # new images in the workspace
     already: int  # images it already had
     cancelled: bool = False  # the user cancelled; what had arrived is imported
+    masks: list[MaskImportResult] = field(default_factory=list)  # from SEGs in the study
 
 
 @dataclass
@@ -108,7 +110,17 @@ def retrieve_into(
         if result.cancelled or stopped:
             break
         base += count if count is not None else len(got.files) + len(got.failed)
+    result.masks = _import_segs(ws, conn, result.transfer.files)
     return result
+
+
+def _import_segs(ws: Workspace, conn: PacsConnection, files: list[Path]) -> list[MaskImportResult]:
+    """The retrieved SEGs' masks as `import` revisions on their source images, once every
+    series (their sources among them) is imported; a SEG retrieved again adds nothing."""
+    from medviewer.workspace.seg_import import import_segs, is_seg
+
+    segs = [f for f in files if is_seg(f)]
+    return import_segs(ws, segs, author=f"PACS {conn.node.name}") if segs else []
 
 
 def _offset(progress: Progress | None, base: int, total: int | None) -> Progress | None:

@@ -18,6 +18,7 @@ class MaskImportResult:
     image_id: int | None
     revision_id: int | None
     error: str | None = None
+    already: bool = False  # the same file was imported onto this image before: no new revision
 
     @classmethod
     def failed(cls, path: Path, error: Exception, image_id: int | None = None) -> MaskImportResult:

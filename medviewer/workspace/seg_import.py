@@ -33,6 +33,7 @@ from medviewer.workspace.segment_classes import SegmentClasses
 
 if TYPE_CHECKING:
     from medviewer.workspace.model_table import ModelVersion
+    from medviewer.workspace.revisions import Revision
     from medviewer.workspace.store import Workspace
 
 # Segmentation Storage and Label Map Segmentation Storage.
@@ -110,6 +111,10 @@ def _import_one(
     }
     results = []
     for source, mask in zip(sources, masks, strict=True):
+        done = _imported_before(ws, source.image_id, str(seg.SOPInstanceUID))
+        if done is not None:  # the same SEG again (a re-import, a PACS retrieve): no new revision
+            results.append(MaskImportResult(path, source.image_id, done.id, already=True))
+            continue
         rev = ws.revisions.save_mask(
             source.image_id,
             mask,
@@ -259,6 +264,14 @@ def _combine(path: Path, source: _Source, present: np.ndarray, classes: list[int
             )
         mask[layer] = value
     return mask
+
+
+def _imported_before(ws: Workspace, image_id: int, seg_uid: str) -> Revision | None:
+    """The image's revision imported from the SEG of this SOP Instance UID, if any."""
+    for rev in ws.revisions.history(image_id):
+        if rev.source == "import" and rev.summary.get("seg", {}).get("sop_instance_uid") == seg_uid:
+            return rev
+    return None
 
 
 def _key(source: _Source) -> str:

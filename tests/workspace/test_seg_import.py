@@ -108,6 +108,10 @@ def test_our_export_round_trips_bit_identical(exported: Exported, tmp_path: Path
         rev = ws.revisions.latest(results[0].image_id, "mask")
         assert (rev.source, rev.author, rev.model_name) == ("import", "alice", None)
         assert rev.summary["seg"]["segments"] == {"liver": 1, "spleen": 2}
+        again = import_masks(ws, exported.seg.parent, author="importer")
+        assert [(r.revision_id, r.already) for r in again] == [
+            (r.revision_id, True) for r in results
+        ]  # the same SEG again adds no revision
 
 
 def test_model_given_records_it_and_maps_its_names(exported: Exported, tmp_path: Path) -> None:
