@@ -48,9 +48,9 @@ _UID = re.compile(r"(?=.{1,64}$)[0-9]+(\.[0-9]+)*")
 _AS_STORED = (("application/dicom", "*"),)
 # dicomweb-client percent-encodes query values; Orthanc's DICOMweb plugin (Debian's) does not
 # decode them before matching, so PACS-%2A matched nothing. * and ? may stand in a URL's query
-# as they are (RFC 3986). ^ may not (urllib3 encodes it again): a name with ^ (Family^Given)
-# still finds nothing on such a server; Family* does.
-_RAW = {"%2A": "*", "%3F": "?"}
+# as they are (RFC 3986). ^ may not (urllib3 encodes it again), so the ^ between a name's
+# components goes as ?, the one-character wildcard, which matches it on every server.
+_RAW = {"%2A": "*", "%3F": "?", "%5E": "?"}
 
 
 def _send_matching_characters_raw(session: requests.Session) -> None:

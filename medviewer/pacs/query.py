@@ -16,7 +16,7 @@ class StudyQuery:
     """Study filters (QIDO-RS or C-FIND); None matches anything. `dates` is a DICOM range."""
 
     patient_id: str | None = None  # * and ? are wildcards, as in DICOM matching
-    patient_name: str | None = None  # Family^Given, or Family* (see dicomweb._RAW)
+    patient_name: str | None = None  # Family^Given, or with wildcards: Family*
     dates: str | None = None
     modality: str | None = None
     accession: str | None = None

@@ -48,10 +48,12 @@ def test_find_by_patient_modality_and_dates(orthanc: Orthanc, pacs_secret: str) 
 
 
 def test_find_with_wildcards(orthanc: Orthanc, pacs_secret: str) -> None:
-    """* and ? are sent as they are: Orthanc matched nothing for PACS-%2A."""
+    """* and ? are sent as they are: Orthanc matched nothing for PACS-%2A (nor for ^ as %5E)."""
     both = {CT_STUDY.study_uid, MR_STUDY.study_uid}
     assert CT_STUDY.study_uid in _uids(orthanc, pacs_secret, patient_name="Test*")
     assert _uids(orthanc, pacs_secret, patient_name="Nobody*") == set()
+    assert CT_STUDY.study_uid in _uids(orthanc, pacs_secret, patient_name="Test^Patient")
+    assert _uids(orthanc, pacs_secret, patient_name="Test^Nobody") == set()
     assert _uids(orthanc, pacs_secret, patient_id="PACS-*") == both
     assert _uids(orthanc, pacs_secret, patient_id="PACS-C?-1") == {CT_STUDY.study_uid}
 
