@@ -31,7 +31,8 @@ def cmd_gui(args: argparse.Namespace) -> int:
     from medviewer.qt.app import run_app
 
     paths = getattr(args, "paths", ())
-    return run_app(args.workspace, paths, args.screenshot, args.device, args.image)
+    layout = getattr(args, "layout", "single")
+    return run_app(args.workspace, paths, args.screenshot, args.device, args.image, layout)
 
 
 def add_gui_options(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +42,12 @@ def add_gui_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda")
     parser.add_argument("--image", type=int, help="open this image (workspace id) first")
+    parser.add_argument(
+        "--layout",
+        choices=("single", "mpr", "2x2"),
+        default="single",
+        help="1 view, the three planes of the image's volume (mpr), or 2x2",
+    )
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -24,10 +24,12 @@ def run_app(
     screenshot: Path | None = None,
     device: str = "auto",
     image: int | None = None,
+    layout: str = "single",
 ) -> int:
     """Open the workspace (the last one when not given) and show the main window.
 
     With `screenshot`, render the window once the first image is on screen, save it and exit.
+    `layout` ("single", "mpr", "2x2") is set once that image is on screen.
     """
     app = QApplication.instance() or QApplication(sys.argv[:1])
     store = settings()
@@ -52,21 +54,32 @@ def run_app(
     if start is not None:
         window.open_image(start)  # after a crash: back at the same image, autosaves and all
         print(f"opened image {start} of {len(ids)} in {ws.root}")
-    if screenshot is not None:
-        _screenshot_when_ready(window, screenshot, app)
+    if layout != "single" or screenshot is not None:
+        _when_ready(window, layout, screenshot, app)
     code = app.exec()
     ws.close()
     return code
 
 
-def _screenshot_when_ready(window, path: Path, app: QApplication) -> None:
-    """Grab the window once the image is shown (or after 30 s), write the PNG and quit."""
+def _when_ready(window, layout: str, path: Path | None, app: QApplication) -> None:
+    """Once the image is shown: set the layout; once its planes are loaded too (or after 30
+    s), grab the window, write the PNG and quit when `path` is given."""
     waited = {"ms": 0}
+    asked = {"layout": layout == "single"}
 
     def poll() -> None:
         waited["ms"] += 100
         ready = window.review.state is not None or not window.worklist.model.rows
-        if ready or waited["ms"] > 30_000:
+        if ready and not asked["layout"]:
+            asked["layout"] = True
+            if window.review.state is not None:
+                window.set_layout(layout)
+        planes = window.layouts.name == "single" or window.volume.review is not None
+        if path is None:  # no screenshot: only the layout to set
+            if not asked["layout"] and waited["ms"] <= 30_000:
+                QTimer.singleShot(100, poll)
+            return
+        if (ready and asked["layout"] and planes) or waited["ms"] > 30_000:
             app.processEvents()
             window.grab().save(str(path))
             print(f"wrote {path}")
