@@ -65,6 +65,37 @@ class Stack:
     order: list[int]  # indices into the planes given
     affine: np.ndarray  # voxel (i, j, k) -> RAS mm
     uneven: float = 0.0  # largest departure of one slice gap from the mean gap, mm
+    # A NIfTI source's voxel axes (`nifti_order`); None: ours (dcm2niix's).
+    source_order: np.ndarray | None = None
+
+    def to_voxels(self, slices: np.ndarray) -> np.ndarray:
+        """(slice, row, column), slices in stack order -> this volume's NIfTI voxels."""
+        voxels = to_voxels(slices)
+        if self.source_order is None:
+            return voxels
+        from nibabel import orientations  # only for NIfTI sources: nibabel loads in 0.2 s
+
+        return np.ascontiguousarray(
+            orientations.apply_orientation(voxels, _inverse(self.source_order))
+        )
+
+    def voxel_shape(self, slices: int, rows: int, columns: int) -> tuple[int, int, int]:
+        """The shape `to_voxels` gives for `slices` slices of rows x columns."""
+        ours = (columns, rows, slices)
+        if self.source_order is None:
+            return ours
+        shape = [0, 0, 0]
+        for axis, (to, _) in enumerate(self.source_order):
+            shape[axis] = ours[int(to)]
+        return (shape[0], shape[1], shape[2])
+
+    def from_voxels(self, volume: np.ndarray) -> np.ndarray:
+        """This volume's NIfTI voxels -> (slice, row, column) in stack order."""
+        if self.source_order is not None:
+            from nibabel import orientations
+
+            volume = orientations.apply_orientation(volume, self.source_order)
+        return from_voxels(volume)
 
 
 def stack(planes: Sequence[Plane], thickness: float = 1.0) -> Stack:
@@ -126,9 +157,86 @@ def from_voxels(volume: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(volume.transpose(2, 1, 0)[:, ::-1, :])
 
 
+# A NIfTI volume is shown in the plane of its third voxel axis (the slice axis of nearly every
+# writer), as DICOM shows that plane: axial with the patient's right on the left and anterior
+# up, coronal with superior up, sagittal with anterior on the left; slices ascend along the
+# normal. As nibabel axis codes of our voxel order (i along a row, j up the rows, k the normal).
+_SHOWN = {0: ("P", "S", "R"), 1: ("L", "S", "P"), 2: ("L", "A", "S")}  # by the slice axis
+
+
+def nifti_order(affine: np.ndarray) -> np.ndarray | None:
+    """How a NIfTI file's voxel axes become ours (nibabel's ornt: per file axis, our axis and
+    a flip); None when the affine gives no orientation (a zero or repeated axis)."""
+    from nibabel import orientations
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        source = orientations.io_orientation(np.asarray(affine, dtype=float))
+    if np.isnan(source).any():
+        return None
+    shown = orientations.axcodes2ornt(_SHOWN[int(source[2, 0])])
+    return orientations.ornt_transform(source, shown)
+
+
+def nifti_planes(
+    affine: np.ndarray, shape: Sequence[int], order: np.ndarray
+) -> tuple[Plane, tuple[float, float, float], int]:
+    """A NIfTI volume (file affine and 3D shape) in our voxel order (`nifti_order`): the plane
+    of its first frame, the LPS step from one frame to the next, and how many frames."""
+    from nibabel import orientations
+
+    ours = [0, 0, 0]
+    for axis, (to, _) in enumerate(order):
+        ours[int(to)] = int(shape[axis])
+    columns, rows, depth = ours
+    lps = LPS_TO_RAS @ affine @ orientations.inv_ornt_aff(order, tuple(shape))
+    col_step = float(np.linalg.norm(lps[:3, 0]))  # along a row: the next column
+    row_step = float(np.linalg.norm(lps[:3, 1]))  # j counts rows from the last one up
+    row_dir, col_dir = lps[:3, 0] / col_step, -lps[:3, 1] / row_step
+    first = lps @ np.array([0.0, rows - 1, 0.0, 1.0])
+    plane = Plane(
+        rows,
+        columns,
+        tuple(float(v) for v in first[:3]),  # type: ignore[arg-type]
+        tuple(float(v) for v in (*row_dir, *col_dir)),
+        (row_step, col_step),
+    )
+    return plane, tuple(float(v) for v in lps[:3, 2]), depth  # type: ignore[return-value]
+
+
+def in_source_order(volume: Stack, order: np.ndarray, shape: Sequence[int]) -> Stack:
+    """`volume` (in our voxel order, of our `shape`) in its NIfTI source's voxel order and
+    affine: a label volume exported from it lies on the source file voxel for voxel."""
+    from nibabel import orientations
+
+    back = _inverse(order)
+    affine = volume.affine @ orientations.inv_ornt_aff(back, tuple(shape))
+    return Stack(volume.order, affine, volume.uneven, np.asarray(order))
+
+
+def _inverse(order: np.ndarray) -> np.ndarray:
+    back = np.zeros_like(np.asarray(order, dtype=float))
+    for axis, (to, flip) in enumerate(order):
+        back[int(to)] = (axis, flip)
+    return back
+
+
 def frame_planes(inst: Instance) -> list[Plane]:
-    """Every frame's plane: frame 1's for a single frame; a multi-frame file's per-frame
-    positions from its header (functional groups), else its frames unplaced."""
+    """Every frame's plane: frame 1's for a single frame; a NIfTI volume's frames one
+    `frame_step` apart; a multi-frame DICOM file's per-frame positions from its header
+    (functional groups), else its frames unplaced."""
+    if inst.kind == "nifti" and inst.position is not None and inst.frame_step is not None:
+        first, step = np.asarray(inst.position), np.asarray(inst.frame_step)
+        return [
+            Plane(
+                inst.rows,
+                inst.columns,
+                tuple(float(v) for v in first + k * step),  # type: ignore[arg-type]
+                inst.orientation,
+                inst.pixel_spacing,
+            )
+            for k in range(inst.frames)
+        ]
     if inst.frames == 1 or inst.kind != "dicom":
         return [Plane.of(inst)] * inst.frames
     unplaced = [Plane(inst.rows, inst.columns, spacing=inst.pixel_spacing)] * inst.frames

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydicom.dataset import Dataset
 
-from medviewer.imaging import dicom, raster
+from medviewer.imaging import dicom, nifti_volumes, raster
 from medviewer.imaging.budget import DecodeBudget, OverBudget
 from medviewer.imaging.cache import DEFAULT_CACHE_BYTES, PixelCache
 from medviewer.imaging.display import DisplayInfo, Image, info_from_dataset
@@ -32,9 +32,9 @@ class ImageLoader:
 
     def frames(self, instance: Instance) -> np.ndarray:
         """Every frame of an instance (frames, rows, columns[, 3]), from the cache when there."""
-        return self.cache.get_or_load(
-            ("frames", str(instance.path)), lambda: read_frames(instance, self.budget)
-        )
+        # A 4D NIfTI's time points share a file: the UID tells them apart.
+        key = ("frames", str(instance.path), instance.sop_instance_uid)
+        return self.cache.get_or_load(key, lambda: read_frames(instance, self.budget))
 
     def image(self, ref: FrameRef) -> Image:
         """One frame with its display parameters."""
@@ -71,11 +71,12 @@ def read_frames(instance: Instance, budget: DecodeBudget | None = None) -> np.nd
     before the budget existed, or under a larger one, is refused before any allocation."""
     _within(instance, budget or DecodeBudget.from_env())
     try:
-        arr = (
-            raster.read_pixels(instance)
-            if instance.kind == "raster"
-            else dicom.read_frames(instance)
-        )
+        if instance.kind == "raster":
+            arr = raster.read_pixels(instance)
+        elif instance.kind == "nifti":
+            arr = nifti_volumes.read_frames(instance)
+        else:
+            arr = dicom.read_frames(instance)
     except OSError as e:
         raise ImageLoadError(instance.path, os_reason(e)) from e
     expected = (instance.frames, *instance.shape)

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-Kind = Literal["dicom", "raster"]
+Kind = Literal["dicom", "raster", "nifti"]
+# Kinds whose identity is their file (path, else name, size and bytes), not a UID inside it.
+FILE_KINDS = ("raster", "nifti")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,12 @@ class Instance:
     # Byte offset and dtype of native little-endian pixel data: the fast path reads these raw.
     pixel_offset: int | None = None
     raw_dtype: str | None = None
+    # A NIfTI volume (`imaging.nifti_volumes`): which 3D volume of the file (a 4D file's time
+    # point), the LPS step from one frame's first pixel to the next's, and how the file's voxel
+    # axes turn into ours (`imaging.geometry.nifti_order`: file axis -> our axis, flip; flat).
+    volume_index: int = 0
+    frame_step: tuple[float, float, float] | None = None
+    voxel_order: tuple[int, ...] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -7,7 +7,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from medviewer.imaging import dicom, raster
+from medviewer.imaging import dicom, nifti_volumes, raster
 from medviewer.imaging.budget import DecodeBudget
 from medviewer.imaging.errors import ImageLoadError, NotAnImage, UnreadableFile
 from medviewer.imaging.loading import ImageLoader
@@ -88,6 +88,15 @@ def describe_file(path: Path, budget: DecodeBudget | None = None) -> Instance:
     return dicom.describe(path, budget)
 
 
+def describe_path(path: Path, budget: DecodeBudget | None = None) -> list[Instance]:
+    """Header records of one file: a NIfTI volume's (one per time point), else
+    `describe_file`'s one."""
+    budget = budget or DecodeBudget.from_env()
+    if path.exists() and nifti_volumes.sniff(path):
+        return nifti_volumes.describe(path, budget)
+    return [describe_file(path, budget)]
+
+
 def scan(paths: Iterable[Path | str], budget: DecodeBudget | None = None) -> Catalog:
     """Index files and folders (recursively) and DICOMDIRs. Never raises for a bad file.
 
@@ -98,7 +107,7 @@ def scan(paths: Iterable[Path | str], budget: DecodeBudget | None = None) -> Cat
     instances: list[Instance] = []
     for path in _expand(paths, catalog.problems, catalog.skipped):
         try:
-            instances.append(describe_file(path, budget))
+            instances.extend(describe_path(path, budget))
         except NotAnImage as e:
             if path.name.upper() != "DICOMDIR":
                 catalog.skipped.append(Problem(path, e.reason))

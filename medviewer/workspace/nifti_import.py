@@ -2,7 +2,8 @@
 
 A label volume names no images: it is matched by geometry to one of the workspace's volumes
 (`workspace.volumes`), whose shape and affine in our export's voxel order (dcm2niix's,
-`imaging.geometry`) must equal the file's, so that our own exports come back. Every slice of
+`imaging.geometry`; an imported NIfTI volume's own) must equal the file's, so that our own
+exports come back. Every slice of
 the matched volume gets a label map, empty where the file holds zeros (as a SEG's referenced
 image without a frame): a label volume cannot tell an unmasked slice from an empty one. A file
 is all or nothing: every check runs before the first revision is written, and a failure is one
@@ -11,10 +12,7 @@ line naming the file.
 
 from __future__ import annotations
 
-import gzip
 import io
-import math
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +21,9 @@ from typing import TYPE_CHECKING
 import nibabel as nib
 import numpy as np
 
-from medviewer.imaging.budget import DecodeBudget, OverBudget
-from medviewer.imaging.geometry import from_voxels
+from medviewer.imaging.errors import UnreadableFile
+from medviewer.imaging.geometry import Stack
+from medviewer.imaging.nifti_volumes import NIFTI_SUFFIXES, NOT_NIFTI, nifti_kind, read_bounded
 from medviewer.workspace.classes import palette_of
 from medviewer.workspace.errors import MaskMismatch, SaveError, UnknownImage, UnreadableNifti
 from medviewer.workspace.mask_results import MaskImportResult, revision_model
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
     from medviewer.workspace.model_table import ModelVersion
     from medviewer.workspace.store import Workspace
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 # Our export stores the affine as float32 (sform); other writers round it too. Voxel steps
 # (direction x spacing) within 1e-3, the origin within 0.01 mm.
 STEP_TOLERANCE = 1e-3
@@ -48,8 +46,9 @@ class _Volume:
     """A workspace volume as a NIfTI sees it: slices in voxel (k) order, shape and affine."""
 
     slices: list[Slice]
-    shape: tuple[int, int, int]  # (columns, rows, slices)
+    shape: tuple[int, int, int]  # its voxels' shape: (columns, rows, slices) unless NIfTI
     affine: np.ndarray
+    geometry: Stack
 
     def describe(self) -> str:
         row = self.slices[0].row
@@ -97,13 +96,8 @@ def _volumes(ws: Workspace) -> list[_Volume]:
     for volume in series_volumes(ws)[0]:
         geometry = volume_stack(volume)
         plane = volume[0].plane
-        out.append(
-            _Volume(
-                [volume[i] for i in geometry.order],
-                (plane.columns, plane.rows, len(volume)),
-                geometry.affine,
-            )
-        )
+        shape = geometry.voxel_shape(len(volume), plane.rows, plane.columns)
+        out.append(_Volume([volume[i] for i in geometry.order], shape, geometry.affine, geometry))
     return out
 
 
@@ -118,9 +112,9 @@ def _import_one(
 ) -> list[MaskImportResult]:
     data, affine = read_label_volume(path)
     _check_classes(path, data, model)
-    columns, rows, depth = data.shape  # read_label_volume gives 3D
-    volume = match_volume(path, (columns, rows, depth), affine, volumes)
-    slices = from_voxels(data.astype(np.uint8))
+    i, j, k = data.shape  # read_label_volume gives 3D
+    volume = match_volume(path, (i, j, k), affine, volumes)
+    slices = volume.geometry.from_voxels(data.astype(np.uint8))
     summary = {"nifti": {"file": path.name}}
     results = []
     for s, mask in zip(volume.slices, slices, strict=True):
@@ -172,26 +166,13 @@ def read_label_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, affine
 
 
-MAX_HEADER = 544  # a NIfTI-2 header (540 bytes) and the extension flag
-
-
-def _nifti_kind(head: bytes) -> type[nib.Nifti1Image] | None:
-    """NIfTI-1 or -2 by the header's first field (sizeof_hdr, in either byte order)."""
-    kinds = {348: nib.Nifti1Image, 540: nib.Nifti2Image}
-    if len(head) < 4:
-        return None
-    return kinds.get(int.from_bytes(head[:4], "little")) or kinds.get(
-        int.from_bytes(head[:4], "big")
-    )
-
-
 def _read_image(path: Path) -> nib.Nifti1Image:
     """The whole file as a NIfTI-1 or -2 image, read from bytes (not by nibabel's guess from
     the name) so that each failure says what is wrong: unreadable, cut short, or no NIfTI."""
     raw = _read_bounded(path)
-    kind = _nifti_kind(raw)
+    kind = nifti_kind(raw)
     if kind is None:
-        raise UnreadableNifti(f"{path}: not a NIfTI file (no NIfTI-1 or NIfTI-2 header)")
+        raise UnreadableNifti(f"{path}: {NOT_NIFTI}")
     try:
         # The header alone first: a file cut short is said so, with the sizes.
         header = kind.header_class.from_fileobj(io.BytesIO(raw))
@@ -211,52 +192,11 @@ def _read_image(path: Path) -> nib.Nifti1Image:
 
 
 def _read_bounded(path: Path) -> bytes:
-    """The file's bytes, decompressed when gzip, but never more than its header declares: the
-    decode budget is checked from the header first, so a small .nii.gz that inflates to
-    gigabytes is refused before it is inflated."""
+    """The file's bytes within the decode budget (`imaging.nifti_volumes.read_bounded`)."""
     try:
-        with path.open("rb") as fp:
-            gz = fp.read(2) == b"\x1f\x8b"  # gzip, whatever the name says
-        with gzip.open(path, "rb") if gz else path.open("rb") as fp:
-            chunks = [fp.read(MAX_HEADER)]
-            left = _declared_bytes(path, chunks[0]) - len(chunks[0])
-            while left > 0:  # in steps: a header may declare more than the file holds
-                chunk = fp.read(min(left, 1 << 24))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                left -= len(chunk)
-            return b"".join(chunks)
-    except EOFError as e:
-        raise UnreadableNifti(
-            f"{path}: not a readable NIfTI file (truncated: its gzip stream ends early)"
-        ) from e
-    except (zlib.error, gzip.BadGzipFile) as e:
-        raise UnreadableNifti(f"{path}: not a readable NIfTI file (bad gzip data: {e})") from e
-    except OSError as e:
-        raise UnreadableNifti(f"{path}: cannot read: {e.strerror or e}") from e
-
-
-def _declared_bytes(path: Path, head: bytes) -> int:
-    """Header plus voxel bytes the header declares, within the decode budget; 0 when the
-    header is not NIfTI (the caller says so)."""
-    kind = _nifti_kind(head)
-    if kind is None or len(head) < 348:
-        return 0
-    try:
-        header = kind.header_class.from_fileobj(io.BytesIO(head))
-        shape = tuple(int(n) for n in header.get_data_shape()) or (1,)
-        itemsize = header.get_data_dtype().itemsize
-        offset = int(header.get_data_offset())
-    except Exception:  # noqa: BLE001 - the full read below says what is wrong with it
-        return 0
-    dims = (*shape, 1, 1)[:3]
-    frames = math.prod(shape) // max(1, dims[0] * dims[1])
-    try:
-        DecodeBudget.from_env().check(path, frames, (dims[1], dims[0]), itemsize * 8)
-    except OverBudget as e:
+        return read_bounded(path)
+    except UnreadableFile as e:
         raise UnreadableNifti(f"{path}: {e.reason}") from e
-    return offset + math.prod(shape) * itemsize
 
 
 def _check_classes(path: Path, data: np.ndarray, model: ModelVersion | None) -> None:

@@ -106,7 +106,7 @@ MIGRATIONS: list[str] = [
     """,
     # 2: a raster file's identity across moves. Its UID is its path (imaging.raster), so a moved
     # folder would otherwise be new images without their revisions; the SHA-256 of its bytes
-    # recognises it (store._moved_raster). NULL for DICOM, whose SOP Instance UID travels.
+    # recognises it (store._moved_file). NULL for DICOM, whose SOP Instance UID travels.
     """
     ALTER TABLE images ADD COLUMN content_hash TEXT;
     CREATE INDEX images_content ON images(content_hash) WHERE content_hash IS NOT NULL;

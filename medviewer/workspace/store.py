@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from medviewer.imaging import Catalog, FrameRef, Instance, scan
+from medviewer.imaging.records import FILE_KINDS
 from medviewer.workspace.blobs import BlobStore
 from medviewer.workspace.connection import cannot_write, connect, writable
 from medviewer.workspace.errors import NotAWorkspace, SaveError, UnknownImage, WorkspaceError
@@ -112,8 +113,8 @@ def instance_to_json(inst: Instance) -> str:
 def instance_from_json(text: str) -> Instance:
     d = json.loads(text)
     d["path"] = Path(d["path"])
-    for key in ("pixel_spacing", "position", "orientation"):
-        if d[key] is not None:
+    for key in ("pixel_spacing", "position", "orientation", "frame_step", "voxel_order"):
+        if d.get(key) is not None:
             d[key] = tuple(d[key])
     return Instance(**d)
 
@@ -247,17 +248,19 @@ class Workspace:
 
     def import_catalog(self, catalog: Catalog, paths: Iterable[Path] = ()) -> ImportResult:
         added = already = 0
-        # Raster files of this import (by path): a row still pointing at one of them was not
-        # moved, so no other file takes it over; `claimed`: rows repointed in this import.
+        # Raster and NIfTI files of this import (by path): a row still pointing at one of them
+        # was not moved, so no other file takes it over; `claimed`: rows repointed in this
+        # import; `hashes`: each file's bytes hashed once, however many frames it has.
         importing = {
             str(ref.instance.path.resolve())
             for patient in catalog.patients
             for study in patient.studies
             for se in study.series
             for ref in se.frames
-            if ref.instance.kind == "raster"
+            if ref.instance.kind in FILE_KINDS
         }
         claimed: set[int] = set()
+        hashes: dict[Path, str | None] = {}
         with self.transaction("import") as db:
             for patient in catalog.patients:
                 pid = _upsert(
@@ -293,7 +296,7 @@ class Workspace:
                             ("study", "uid"),
                         )
                         for position, ref in enumerate(se.frames):
-                            if _put_image(db, seid, position, ref, importing, claimed):
+                            if _put_image(db, seid, position, ref, importing, claimed, hashes):
                                 added += 1
                             else:
                                 already += 1
@@ -436,8 +439,11 @@ def _put_image(
     ref: FrameRef,
     importing: set[str],
     claimed: set[int],
+    hashes: dict[Path, str | None],
 ) -> bool:
-    """Insert an image row, or refresh where it lives; True when it is new."""
+    """Insert an image row, or refresh where it lives; True when it is new. DICOM is keyed by
+    SOP Instance UID and frame; a raster or NIfTI file (FILE_KINDS) by its path (and volume)
+    and frame, else, moved or copied, by file name, size and bytes (`_moved_file`)."""
     inst = ref.instance
     path = str(inst.path.resolve())
     values = (series, position, path, instance_to_json(inst))
@@ -446,14 +452,16 @@ def _put_image(
         (inst.sop_instance_uid, ref.frame),
     ).fetchone()
     digest = None
-    if inst.kind == "raster" and (found is None or found[1] is None):
-        digest = _file_hash(inst.path)
+    if inst.kind in FILE_KINDS and (found is None or found[1] is None):
+        if inst.path not in hashes:
+            hashes[inst.path] = _file_hash(inst.path)
+        digest = hashes[inst.path]
         if found is None:
-            moved = _moved_raster(db, inst, digest, importing, claimed)
+            moved = _moved_file(db, ref, digest, importing, claimed)
             found = None if moved is None else (moved, None)
     if found:
-        # Re-importing a moved folder repoints the image; its revisions stay. A raster's UID
-        # is its path, so it moves with it.
+        # Re-importing a moved folder repoints the image; its revisions stay. A raster's or
+        # NIfTI's UID is its path, so it moves with it.
         db.execute(
             "UPDATE images SET series=?, position=?, path=?, instance=?, sop_instance_uid=?,"
             " content_hash=COALESCE(?, content_hash) WHERE id=?",
@@ -478,32 +486,34 @@ def _file_hash(path: Path) -> str | None:
         return None
 
 
-def _moved_raster(
+def _moved_file(
     db: sqlite3.Connection,
-    inst: Instance,
+    ref: FrameRef,
     digest: str | None,
     importing: set[str],
     claimed: set[int],
 ) -> int | None:
-    """The row of a raster file imported before from another place (a moved or copied
-    folder): same file name, size and bytes, its old path not part of this import and not
-    taken over by another file of it. None when there is none, or no one best (several equal
-    ones: the same parent folder name decides)."""
+    """The row of this frame of a raster or NIfTI file (of its time point) imported before
+    from another place (a moved or copied folder): same file name, size and bytes, its old
+    path not part of this import and not taken over by another file of it. None when there is
+    none, or no one best (several equal ones: the same parent folder name decides)."""
+    inst = ref.instance
     if digest is None:
         return None
     candidates: list[tuple[int, Path]] = []
     name = os.sep + inst.path.name  # stored paths are resolved: compared as text, no pattern
     for image_id, old, stored, instance in db.execute(
-        "SELECT id, path, content_hash, instance FROM images WHERE frame = 0 AND rows = ?"
+        "SELECT id, path, content_hash, instance FROM images WHERE frame = ? AND rows = ?"
         " AND columns = ? AND (content_hash = ? OR content_hash IS NULL) AND substr(path, -?) = ?",
-        (inst.rows, inst.columns, digest, len(name), name),
+        (ref.frame, inst.rows, inst.columns, digest, len(name), name),
     ):
         old_path = Path(old)
         if image_id in claimed or old in importing:
             continue
+        before = json.loads(instance)
+        if before["kind"] != inst.kind or before.get("volume_index", 0) != inst.volume_index:
+            continue
         if stored is None:
-            if json.loads(instance)["kind"] != "raster":
-                continue
             # Imported before content was kept: only the old file, if still there, can tell.
             stored = _file_hash(old_path)
             if stored is None:

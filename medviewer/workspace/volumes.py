@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pydicom
 
-from medviewer.imaging.geometry import Plane, Stack, frame_planes, split_stacks, stack
+from medviewer.imaging.geometry import (
+    Plane,
+    Stack,
+    frame_planes,
+    in_source_order,
+    split_stacks,
+    stack,
+)
 
 if TYPE_CHECKING:
     from medviewer.imaging import FrameRef
@@ -47,8 +54,20 @@ def series_volumes(ws: Workspace) -> tuple[list[list[Slice]], list[str]]:
 
 
 def volume_stack(volume: list[Slice]) -> Stack:
-    """The volume's slice order and affine (`imaging.geometry.stack`)."""
-    return stack([s.plane for s in volume], _thickness(volume[0]))
+    """The volume's slice order and affine (`imaging.geometry.stack`); a NIfTI volume's whole
+    in its source file's voxel order and affine (`in_source_order`), so that a label volume
+    exported from it lies on the source and comes back onto it."""
+    geometry = stack([s.plane for s in volume], _thickness(volume[0]))
+    inst = volume[0].ref.instance
+    if (
+        inst.kind == "nifti"
+        and inst.voxel_order is not None
+        and len(volume) == inst.frames
+        and volume[0].plane.placed
+    ):
+        order = np.asarray(inst.voxel_order, dtype=float).reshape(3, 2)
+        geometry = in_source_order(geometry, order, (inst.columns, inst.rows, inst.frames))
+    return geometry
 
 
 def _volumes(slices: list[Slice], shared: list[str]) -> list[list[Slice]]:
@@ -93,6 +112,8 @@ def _note_shared(volumes: list[list[Slice]], shared: list[str]) -> None:
 def _thickness(first: Slice) -> float:
     """How deep a one-slice volume is: the source's Slice Thickness, else 1 mm."""
     inst = first.ref.instance
+    if inst.kind == "nifti" and inst.frame_step is not None:
+        return float(np.linalg.norm(inst.frame_step))  # the file's slice spacing
     if inst.kind != "dicom":
         return 1.0
     try:

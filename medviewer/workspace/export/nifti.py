@@ -18,7 +18,6 @@ import nibabel as nib
 import numpy as np
 
 from medviewer.atomic import atomic_write_bytes
-from medviewer.imaging.geometry import to_voxels
 from medviewer.workspace.export import (
     ExportError,
     ExportReport,
@@ -33,6 +32,7 @@ from medviewer.workspace.export import (
 from medviewer.workspace.volumes import Slice, series_volumes, volume_stack
 
 if TYPE_CHECKING:
+    from medviewer.deid.profile import Anonymiser
     from medviewer.workspace.revisions import Revision
     from medviewer.workspace.store import Workspace
 
@@ -41,7 +41,18 @@ SCANNER = 1  # sform / qform code: scanner-based anatomical coordinates, as dcm2
 UNEVEN_MM = 0.01  # slice gaps differing by more than this cannot be one affine exactly
 
 
-def export_nifti(ws: Workspace, out_dir: Path, which: str, report: ExportReport) -> None:
+def export_nifti(
+    ws: Workspace,
+    out_dir: Path,
+    which: str,
+    report: ExportReport,
+    *,
+    anonymiser: Anonymiser | None = None,
+) -> None:
+    """With an `anonymiser`, file names come from the pseudonym and the replaced series UID
+    (`export.anonymised.volume_stem`) and the header carries no text: the label volume is
+    made afresh, so no source header field (descrip, aux_file, intent_name, db_name,
+    extensions) is copied, and its own description is left empty."""
     revs = {row.id: chosen_mask(ws, row.id, which) for row in ws.images()}
     volumes, shared = series_volumes(ws)
     names = UniqueNames()
@@ -49,7 +60,7 @@ def export_nifti(ws: Workspace, out_dir: Path, which: str, report: ExportReport)
         if all(revs[s.row.id] is None for s in volume):
             report.skipped += len(volume)
         else:
-            _write(ws, out_dir, which, report, volume, revs, names)
+            _write(ws, out_dir, which, report, volume, revs, names, anonymiser)
     if shared:
         report.notes.append(
             f"Slices sharing one position were each written as a one-slice volume: "
@@ -65,6 +76,7 @@ def _write(
     volume: list[Slice],
     revs: dict[int, Revision | None],
     names: UniqueNames,
+    anonymiser: Anonymiser | None,
 ) -> None:
     first = volume[0]
     geometry = volume_stack(volume)
@@ -89,8 +101,14 @@ def _write(
         masked += 1
     if not masked:
         return  # every mask of this volume was lost; they are listed as failed
-    path = out_dir / names.claim(_stem(volume), ".nii.gz", first.row.id)
-    write_label_volume(path, to_voxels(slices), geometry.affine, f"medviewer {which} masks")
+    if anonymiser is None:
+        stem, description = _stem(volume), f"medviewer {which} masks"
+    else:
+        from medviewer.workspace.export.anonymised import volume_stem
+
+        stem, description = volume_stem(first.row, anonymiser), ""
+    path = out_dir / names.claim(stem, ".nii.gz", first.row.id)
+    write_label_volume(path, geometry.to_voxels(slices), geometry.affine, description)
     report.files.append(path)
     report.exported += masked
     if len(ordered) > 1:
@@ -112,6 +130,8 @@ def _write(
 
 def _stem(volume: list[Slice]) -> str:
     row, inst = volume[0].row, volume[0].ref.instance
+    if inst.kind == "nifti":  # the source file's name (and time point): vol_t3_40_labels
+        return safe_name(f"{row.series_description}_labels")
     if len(volume) == 1 and (inst.kind == "raster" or not volume[0].plane.placed):
         return image_stem(row, inst)
     return safe_name(f"{row.series_description or row.modality or 'series'}_{row.series_uid}")
