@@ -179,7 +179,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--anonymise",
         action="store_true",
         help="de-identify (DICOM PS3.15 basic profile, dates shifted per patient); dicom-seg "
-        "also writes de-identified copies of its sources",
+        "also writes de-identified copies of its sources; nifti names files by pseudonym",
     )
     exp.add_argument(
         "--mapping",

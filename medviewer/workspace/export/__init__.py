@@ -87,7 +87,7 @@ def export_workspace(
     elif fmt == "nifti":
         from medviewer.workspace.export.nifti import export_nifti
 
-        export_nifti(ws, out, which, report)
+        export_nifti(ws, out, which, report, anonymiser=anonymiser)
     else:
         from medviewer.workspace.export.csv_table import export_csv
 
@@ -136,9 +136,12 @@ def safe_name(text: str, limit: int = 120) -> str:
 
 
 def image_stem(row: ImageRow, inst: Instance) -> str:
-    """Series description and SOP Instance UID (file name for raster files) and frame."""
+    """Series description and SOP Instance UID (file name for raster files; for a NIfTI
+    volume its description names the file) and frame."""
     if inst.kind == "raster":
         stem = f"{row.series_description}_{inst.path.stem}"
+    elif inst.kind == "nifti":
+        stem = row.series_description
     else:
         stem = f"{row.series_description or row.modality or 'series'}_{inst.sop_instance_uid}"
     if inst.frames > 1:

@@ -30,7 +30,7 @@ BURNED_IN = (
 
 
 # Formats whose output names and headers are de-identified here.
-FORMATS = ("dicom-seg", "png", "csv")
+FORMATS = ("dicom-seg", "png", "nifti", "csv")
 # Where a workspace keeps its re-identification mapping unless told otherwise.
 MAPPING = Path("deidentification") / "mapping.json"
 
@@ -72,6 +72,13 @@ def stem(row: ImageRow, inst: Instance, anonymiser: Anonymiser) -> str:
     if inst.frames > 1:
         name += f"_f{row.frame + 1:04d}"
     return safe_name(name)
+
+
+def volume_stem(row: ImageRow, anonymiser: Anonymiser) -> str:
+    """A volume's file name stem (NIfTI): the patient's pseudonym and the replacement of its
+    series UID, which for a raster or NIfTI file would name its path."""
+    pseudonym = anonymiser.mapping.patient(row.patient_id or "").pseudonym
+    return safe_name(f"{pseudonym}_{anonymiser.mapping.uid(row.series_uid)}")
 
 
 def write_source(anonymiser: Anonymiser, source: Path, out_dir: Path) -> tuple[Path, bool]:
