@@ -12,23 +12,20 @@ from tests.qt.test_launch import _run
 
 
 def test_open_with_mpr_layout_writes_the_three_planes(tmp_path: Path, study: Path) -> None:
-    shot, single = tmp_path / "mpr.png", tmp_path / "single.png"
+    shot = tmp_path / "mpr.png"
     ws = str(tmp_path / "ws")
     proc = _run(
         ["open", str(study), "--workspace", ws, "--layout", "mpr", "--screenshot", str(shot)],
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
-    proc = _run(["open", "--workspace", ws, "--screenshot", str(single)], tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    mpr, one = cv2.imread(str(shot)), cv2.imread(str(single))
-    assert mpr is not None and one is not None and mpr.shape == one.shape
-    # The crosshair lines, each in its plane's colour, cross the panes: hundreds of pixels of
-    # exactly those colours, which the 1-view window does not have.
+    image = cv2.imread(str(shot))
+    assert image is not None and image.shape[0] > 300 and image.shape[1] > 500
+    # The crosshair lines, each in its plane's colour, cross the other panes from edge to edge:
+    # hundreds of pixels of exactly those colours (the 1-view window has a few dozen at most).
     for rgb in PLANE_COLOURS.values():
         bgr = np.array(rgb[::-1], np.uint8)
-        in_mpr, in_one = (int(np.all(im == bgr, axis=2).sum()) for im in (mpr, one))
-        assert in_mpr > in_one + 300, rgb
+        assert int(np.all(image == bgr, axis=2).sum()) > 300, rgb
 
 
 def test_unknown_layout_is_refused(tmp_path: Path) -> None:
