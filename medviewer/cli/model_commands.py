@@ -186,6 +186,32 @@ def cmd_spread(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
+    """The click robot over the model's held-out confirmed images: NoC and Dice after clicks."""
+    from medviewer.training.click_metrics import evaluate_clicks
+
+    if args.max_clicks < 1:
+        print("error: --max-clicks must be at least 1", file=sys.stderr)
+        return 2
+    with _open(args, readonly=True) as ws:
+        m, version, skipped = evaluate_clicks(ws, args.model, args.max_clicks, args.device)
+    if args.json:
+        print(json.dumps({"model": args.model, "version": version, **m.to_dict(),
+                          "skipped": skipped}, indent=1))  # fmt: skip
+        return 0
+
+    def num(v: float | None, fmt: str = ".2f") -> str:
+        return "-" if v is None else format(v, fmt)
+
+    print(f"{args.model} {version}: {m.objects} held-out object(s), up to {m.max_clicks} clicks")
+    print(f"  NoC@85 {num(m.noc85)}  NoC@90 {num(m.noc90)}")
+    print("  Dice " + ", ".join(f"{k} click(s) {num(v, '.3f')}" for k, v in m.dice_after.items()))
+    print(f"  never reaching 0.90: {num(None if m.never_90 is None else 100 * m.never_90, '.0f')}%")
+    for image_id, reason in skipped:
+        print(f"  image {image_id} skipped: {reason}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     def workspace_option(p: argparse.ArgumentParser, default: object = None) -> None:
         p.add_argument(
@@ -234,6 +260,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "saying why, when the exported model disagrees with torch",
     )
     infer.set_defaults(func=cmd_infer)
+
+    clicks = sub.add_parser(
+        "evaluate-clicks",
+        help="click robot over a guided model's held-out confirmed images: NoC@85/90, Dice",
+    )
+    workspace_option(clicks)
+    clicks.add_argument("--model", required=True, help="a click-guided model (spec guidance)")
+    clicks.add_argument("--max-clicks", type=int, default=20, help="clicks per object at most")
+    clicks.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    clicks.add_argument("--json", action="store_true", help="the figures as JSON")
+    clicks.set_defaults(func=cmd_evaluate_clicks)
 
     spread = sub.add_parser(
         "spread-labels", help="propose labels for unlabelled images (label spreading)"

@@ -28,7 +28,7 @@ from torch import nn
 
 from medviewer.imaging.display import Image
 from medviewer.inference.engine import Engine
-from medviewer.inference.preprocess import normalise, resize_to, to_channels
+from medviewer.inference.preprocess import normalise, resize_to, to_channels, with_guidance
 from medviewer.models.spec import ModelSpec
 
 
@@ -52,7 +52,7 @@ def grad_cam(engine: Engine, image: Image, label: str | None = None) -> dict[str
     names = _labels(spec, label)
     pixels = to_channels(image, spec)
     native = pixels.shape[:2]
-    x = normalise(resize_to(pixels, spec.input_size), spec)
+    x = with_guidance(normalise(resize_to(pixels, spec.input_size), spec), spec)
     maps = _class_activation_maps(engine, x, [spec.labels.index(n) for n in names])
     fov = field_of_view(pixels)
     return {name: _upsample(cam, native, fov) for name, cam in zip(names, maps, strict=True)}

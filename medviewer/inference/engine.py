@@ -25,7 +25,7 @@ from medviewer.inference.device import autocast_dtype, pick_device
 from medviewer.inference.errors import InferenceError
 from medviewer.inference.feed import BatchFeed, prep_workers
 from medviewer.inference.ondevice import Decided, Pending, decide, probability_tensors
-from medviewer.inference.preprocess import normalise, tiles, to_channels
+from medviewer.inference.preprocess import normalise, tiles, to_channels, with_guidance
 from medviewer.models.model_budget import ModelBudget
 from medviewer.models.registry import MedModel, estimate_memory
 from medviewer.models.spec import ModelSpec
@@ -196,7 +196,7 @@ class Engine:
         before = torch.cuda.memory_allocated(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
         try:
-            x = torch.zeros((probe, self.spec.in_channels, h, w), device=self.device)
+            x = torch.zeros((probe, self.spec.network_channels, h, w), device=self.device)
             decide(self._forward_torch(x), [(h, w)] * probe, self.spec).finish()
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()
@@ -316,7 +316,12 @@ class Engine:
             x = np.pad(x, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
         H, W = x.shape[:2]
         corners = tiles(H, W, (th, tw), self.spec.tile_overlap)
-        batch = np.stack([normalise(x[y : y + th, c : c + tw], self.spec) for y, c in corners])
+        batch = np.stack(
+            [
+                with_guidance(normalise(x[y : y + th, c : c + tw], self.spec), self.spec)
+                for y, c in corners
+            ]
+        )
         self.prepare()
         parts: list[dict[str, torch.Tensor]] = []
 

@@ -45,7 +45,8 @@ class InputBatch:
 
 def _fill(out: np.ndarray, image: Image, spec: ModelSpec) -> tuple[int, int]:
     x = to_channels(image, spec)
-    out[...] = normalise(resize_to(x, spec.input_size), spec)
+    out[: spec.in_channels] = normalise(resize_to(x, spec.input_size), spec)
+    out[spec.in_channels :] = 0  # a guided model without clicks: empty guidance
     return x.shape[0], x.shape[1]
 
 
@@ -70,7 +71,7 @@ class BatchFeed:
 
     def _buffer(self, n: int) -> torch.Tensor:
         h, w = self.spec.input_size
-        return torch.empty((n, self.spec.in_channels, h, w), pin_memory=self.pinned)
+        return torch.empty((n, self.spec.network_channels, h, w), pin_memory=self.pinned)
 
     def __iter__(self) -> Iterator[InputBatch]:
         starts = range(0, len(self.images), self.batch_size)

@@ -95,7 +95,7 @@ def _key(spec: ModelSpec) -> dict:
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
         "opset": OPSET,
-        "input": [spec.in_channels, *spec.input_size],
+        "input": [spec.network_channels, *spec.input_size],
     }
 
 
@@ -116,12 +116,14 @@ def sample_inputs(spec: ModelSpec, n: int = SAMPLES, seed: int = 0) -> np.ndarra
     """(n, C, H, W) normalised inputs that look like images: smooth shapes plus noise."""
     g = torch.Generator().manual_seed(seed)
     h, w = spec.input_size
-    coarse = torch.rand((n, spec.in_channels, 6, 6), generator=g)
+    coarse = torch.rand((n, spec.network_channels, 6, 6), generator=g)
     x = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
     x = (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1)
     mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1)
     std = torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1)
-    return ((x - mean) / std).numpy()
+    image = (x[:, : spec.in_channels] - mean) / std
+    guidance = (x[:, spec.in_channels :] > 0.8).float()  # click-like patches, 0 or 1
+    return torch.cat([image, guidance], dim=1).numpy()
 
 
 def export(model: torch.nn.Module, spec: ModelSpec) -> tuple[bytes, list[str]]:

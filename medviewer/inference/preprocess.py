@@ -49,6 +49,22 @@ def normalise(x: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return np.ascontiguousarray(((x - mean) / std).transpose(2, 0, 1))
 
 
+def with_guidance(x: np.ndarray, spec: ModelSpec, guidance: np.ndarray | None = None) -> np.ndarray:
+    """(C, H, W) normalised image -> the network's input: a guided model's guidance channels
+    (`inference.clicks.encode`: 0..1 maps, never standardised) follow the image's; None is no
+    clicks, all zero. An unguided spec's input is the image alone."""
+    if not spec.guided:
+        return x
+    if guidance is None:
+        guidance = np.zeros((spec.guidance_channels, *x.shape[1:]), np.float32)
+    if guidance.shape != (spec.guidance_channels, *x.shape[1:]):
+        raise InferenceError(
+            f"model {spec.name}: guidance of shape {guidance.shape}, expected "
+            f"{(spec.guidance_channels, *x.shape[1:])}"
+        )
+    return np.concatenate([x, guidance.astype(np.float32, copy=False)])
+
+
 def resize_to(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(H, W, C) resized to (height, width); area when shrinking, linear when growing."""
     h, w = size

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,6 +17,7 @@ from medviewer.inference.postprocess import (
     pixel_entropy,
     postprocess,
 )
+from medviewer.models.spec import Gate
 
 if TYPE_CHECKING:
     from medviewer.models.spec import ModelSpec
@@ -46,11 +47,18 @@ class Proposal:
 
 
 def make_proposal(
-    engine: Engine, raw: RawOutput, version: str, stage_one: float | None = None
+    engine: Engine,
+    raw: RawOutput,
+    version: str,
+    stage_one: float | None = None,
+    *,
+    gated: bool = True,
 ) -> Proposal:
     """The proposal from one image's output. The engine's label map, uncertainty and class
-    counts (made on its device) are used when present; else they come from the float maps."""
-    spec = engine.spec
+    counts (made on its device) are used when present; else they come from the float maps.
+    `gated=False` (a clinician's clicks said where the finding is): the gate says only "finding"
+    or not by the mask's area and never empties it."""
+    spec = engine.spec if gated else replace(engine.spec, gate=Gate())
     labels = {k: p >= spec.label_threshold(k) for k, p in raw.label_probs.items()}
     if raw.labels is not None:
         mask = clean(raw.labels, spec)

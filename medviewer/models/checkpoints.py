@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from medviewer.atomic import atomic_write
-from medviewer.models.registry import MedModel, build_model
+from medviewer.models.registry import MedModel, add_guidance_weights, build_model
 from medviewer.models.spec import ModelSpec
 from medviewer.models.tensors import read_tensors, report_mismatch
 
@@ -32,7 +32,10 @@ def save_checkpoint(
 
 
 def load_weights(model: MedModel, path: Path) -> MedModel:
+    """Load a weights file into `model`; a guided model also takes its unguided model's weights
+    (guidance channels at zero: it answers as that model until trained with clicks)."""
     state = read_tensors(path)
+    add_guidance_weights(model, state)
     problem = report_mismatch(model.state_dict(), state, path)
     if problem:
         raise problem

@@ -55,7 +55,7 @@ class MedModel(nn.Module):
                 spec.architecture,  # type: ignore[arg-type]
                 encoder_name=spec.encoder,
                 encoder_weights=None,
-                in_channels=spec.in_channels,
+                in_channels=spec.network_channels,
                 classes=out_classes,
                 aux_params=aux,
                 encoder_depth=spec.encoder_depth,
@@ -67,7 +67,15 @@ class MedModel(nn.Module):
             )
             self.head = smp.base.ClassificationHead(self.backbone.out_channels[-1], n_labels)
         if spec.encoder_depth < 5:
-            _drop_unused_layers(self.encoder, spec.in_channels)
+            _drop_unused_layers(self.encoder, spec.network_channels)
+        if spec.guided:
+            # Guidance starts silent: the model's answer without clicks is the unguided one's,
+            # and training learns what clicks mean from there (weights at zero still get
+            # gradients: the gradient of a weight is its input times the output's gradient).
+            _, stem = _stem(self.encoder, spec.network_channels)
+            if stem is not None:
+                with torch.no_grad():
+                    stem.weight[:, spec.in_channels :] = 0
 
     @property
     def encoder(self) -> nn.Module:
@@ -172,7 +180,7 @@ def estimate_memory(spec: ModelSpec) -> MemoryEstimate | None:
         # it, so a budget check never changes the weights a seeded build or training gets.
         with torch.random.fork_rng(devices=[]), torch.device("meta"):
             model = MedModel(spec).eval()
-            x = torch.zeros(1, spec.in_channels, *spec.input_size)
+            x = torch.zeros(1, spec.network_channels, *spec.input_size)
         with torch.no_grad(), _LiveBytes() as live:
             model(x)
     except ValueError as e:  # smp's own checks, as in build_model
@@ -189,42 +197,77 @@ def load_encoder_weights(model: MedModel, path: Path) -> None:
     """Local pretrained encoder weights: safetensors, or a .pth read with weights_only=True
     (tensors only, never arbitrary pickled objects). Weights for another number of input
     channels (e.g. RGB ImageNet weights for a grey model) are adapted in the first convolution
-    only; any other difference raises CheckpointMismatch."""
+    only, and a guided model's guidance channels start at zero there; any other difference
+    raises CheckpointMismatch."""
     state = read_tensors(path)
     own = model.encoder.state_dict()
-    _fit_first_conv(model.encoder, model.spec.in_channels, state)
+    _fit_first_conv(model.encoder, model.spec, state)
     problem = report_mismatch(own, state, path, partial_ok=True)
     if problem:
         raise problem
     model.encoder.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 
-def _fit_first_conv(encoder: nn.Module, in_channels: int, state: dict[str, torch.Tensor]) -> None:
-    """Adapt the first convolution's weight in `state` to `in_channels` as smp's
-    patch_first_conv does: 1 channel sums the file's input channels (a grey image then gives
-    the features of that image replicated to RGB); N channels cycle them, scaled by C/N so the
-    weights' total, and so the response to a flat input, stays about the same."""
-    stems = (  # the first such convolution is the stem: smp picks it the same way
+def add_guidance_weights(model: MedModel, state: dict[str, torch.Tensor]) -> None:
+    """Weights of the unguided model (its first convolution reads the image's channels only)
+    made to fit the guided `model` of the same spec otherwise: the guidance channels' first
+    convolution weights are zero, so the guided model answers as the unguided one until it is
+    trained with clicks. Any other state is left as it is (the loader reports a mismatch)."""
+    spec = model.spec
+    if not spec.guided:
+        return
+    name, stem = _stem(model.encoder, spec.network_channels)
+    prefix = "net.encoder." if spec.segments else "backbone."
+    key = f"{prefix}{name}.weight"
+    weight = state.get(key)
+    if stem is None or weight is None or weight.ndim != 4 or weight.shape[1] != spec.in_channels:
+        return
+    if (weight.shape[0], *weight.shape[2:]) != (stem.weight.shape[0], *stem.weight.shape[2:]):
+        return
+    pad = weight.new_zeros((weight.shape[0], spec.guidance_channels, *weight.shape[2:]))
+    state[key] = torch.cat([weight, pad], dim=1)
+
+
+def _stem(encoder: nn.Module, channels: int) -> tuple[str, nn.Conv2d | None]:
+    """The encoder's first convolution: the first that reads `channels` (smp picks it so)."""
+    stems = (
         (name, m)
         for name, m in encoder.named_modules()
-        if isinstance(m, nn.Conv2d) and m.in_channels == in_channels
+        if isinstance(m, nn.Conv2d) and m.in_channels == channels
     )
-    name, conv = next(stems, ("", None))
+    return next(stems, ("", None))
+
+
+def _fit_first_conv(encoder: nn.Module, spec: ModelSpec, state: dict[str, torch.Tensor]) -> None:
+    """Adapt the first convolution's weight in `state` to the spec's image channels as smp's
+    patch_first_conv does: 1 channel sums the file's input channels (a grey image then gives
+    the features of that image replicated to RGB); N channels cycle them, scaled by C/N so the
+    weights' total, and so the response to a flat input, stays about the same. A guided
+    model's guidance channels follow at zero (an encoder weights file is an image encoder's,
+    even where its channel count happens to equal the guided network's)."""
+    name, conv = _stem(encoder, spec.network_channels)
     if conv is None:
         return
     key = f"{name}.weight"
     weight = state.get(key)
+    in_channels = spec.in_channels
     if (
         weight is None
         or conv.groups != 1
         or weight.ndim != 4
-        or weight.shape[1] == in_channels
+        or (not spec.guided and weight.shape[1] == in_channels)
         or (weight.shape[0], *weight.shape[2:]) != (conv.weight.shape[0], *conv.weight.shape[2:])
     ):
         return  # fits already, or differs otherwise: report_mismatch names it
-    if in_channels == 1:
-        state[key] = weight.sum(1, keepdim=True)
+    if weight.shape[1] == in_channels:
+        pass
+    elif in_channels == 1:
+        weight = weight.sum(1, keepdim=True)
     else:
         channels = weight.shape[1]
         picks = torch.arange(in_channels) % channels
-        state[key] = weight[:, picks] * (channels / in_channels)
+        weight = weight[:, picks] * (channels / in_channels)
+    if spec.guidance_channels:
+        pad = weight.new_zeros((weight.shape[0], spec.guidance_channels, *weight.shape[2:]))
+        weight = torch.cat([weight, pad], dim=1)
+    state[key] = weight

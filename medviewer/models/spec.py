@@ -18,6 +18,7 @@ LABEL_MODES = ("multilabel", "multiclass")
 LARGE_IMAGE = ("resize", "tile")
 GATES = ("none", "pixel_count", "classifier", "two_stage")
 COLOURS = ("any", "grey", "colour")
+GUIDANCE = ("none", "clicks")  # "clicks": click-guided (medviewer.inference.clicks encodes them)
 MIN_SIDE = 32  # five stride-2 stages of an smp encoder: the smallest image any model can take
 # Sections a spec may group fields in, and each field's own name (what to_dict writes).
 SECTIONS = {
@@ -88,6 +89,29 @@ class ModelSpec:
     fill_holes: bool = False
     gate: Gate = field(default_factory=Gate)
     applies_to: Scope = field(default_factory=Scope)
+    # Click guidance: input channels after the image's; `in_channels` stays the image's own.
+    guidance: str = "none"
+    guidance_prev_mask: bool = False  # one more channel per foreground class: the last mask
+
+    @property
+    def guided(self) -> bool:
+        return self.guidance != "none"
+
+    @property
+    def guidance_channels(self) -> int:
+        """Guidance channels after the image's: a positive and a negative click map per
+        foreground class (pos_1, neg_1, pos_2, neg_2, ...), then, with `guidance_prev_mask`, the
+        previous mask's class k as 0/1 (prev_1, prev_2, ...). Per class rather than one pair
+        plus a class index: a click map says where *and* which class, with no ordinal code."""
+        if not self.guided:
+            return 0
+        foreground = max(1, self.num_classes - 1)
+        return foreground * (3 if self.guidance_prev_mask else 2)
+
+    @property
+    def network_channels(self) -> int:
+        """What the network's first convolution reads: the image's channels, then guidance."""
+        return self.in_channels + self.guidance_channels
 
     @property
     def segments(self) -> bool:
@@ -107,6 +131,8 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["classes"] = [{"name": c.name, "color": list(c.color)} for c in self.classes]
+        if not self.guided:  # an unguided spec writes what it wrote before guidance existed
+            del d["guidance"], d["guidance_prev_mask"]
         return d
 
     def to_json(self) -> str:
@@ -388,6 +414,12 @@ def _parse(data: Any, src: str, budget: ModelBudget) -> ModelSpec:
     std = _numbers(std, "normalization std (one per input channel)", in_channels, src)
     if not all(s > 0 for s in std):
         raise SpecError(f"{src}: normalization std must be above 0, got {_shown(std)}")
+    guidance = _choice(data, "guidance", GUIDANCE, "none", src)
+    prev_mask = _flag(data, "guidance_prev_mask", False, src)
+    if guidance != "none" and task == "classification":
+        raise SpecError(f"{src}: guidance {guidance!r} needs a segmentation task, not {task}")
+    if prev_mask and guidance == "none":
+        raise SpecError(f'{src}: guidance_prev_mask needs guidance "clicks"')
     return ModelSpec(
         name=data["name"],
         task=task,
@@ -412,4 +444,6 @@ def _parse(data: Any, src: str, budget: ModelBudget) -> ModelSpec:
         fill_holes=_flag(data, "fill_holes", False, src),
         gate=_gate(data, labels, task, src),
         applies_to=_scope(data, src),
+        guidance=guidance,
+        guidance_prev_mask=prev_mask,
     )

@@ -17,8 +17,10 @@ import numpy as np
 import torch
 
 from medviewer.imaging import ImageLoader, ImageLoadError
+from medviewer.inference.click_robot import perturbed, simulated_clicks
+from medviewer.inference.clicks import crop_box, encode
 from medviewer.inference.errors import InferenceError
-from medviewer.inference.preprocess import normalise, resize_to, to_channels
+from medviewer.inference.preprocess import normalise, resize_to, to_channels, with_guidance
 from medviewer.models.spec import ModelSpec
 from medviewer.training.errors import TrainingError
 from medviewer.workspace.snapshot import TrainingItem
@@ -229,13 +231,51 @@ def augment(
     return np.ascontiguousarray(image, np.float32), np.ascontiguousarray(mask)
 
 
+# Simulated clicks for a click-guided model (RITM's scheme, without its model-in-the-loop
+# iterations: the previous mask is a perturbed truth, `click_robot.perturbed`, and the robot's
+# clicks correct it one error region after another, `click_robot.simulated_clicks`).
+NO_CLICKS = 0.3  # share of samples without clicks, so the model still proposes on its own
+MAX_TRAINING_CLICKS = 5
+
+
+def with_clicks(
+    image: np.ndarray, mask: np.ndarray, spec: ModelSpec, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """A guided model's training sample: (H, W, C) image at the input size and its truth ->
+    the network's input (C', H, W) with simulated clicks (none for a share NO_CLICKS, and for
+    an image without a finding) and the truth as the model sees it (the crop of the clicks,
+    `clicks.crop_box`, resized to the input size), and the clicked class (0: no clicks)."""
+    values = [v for v in np.unique(mask).tolist() if v > 0]
+    if not values or rng.random() < NO_CLICKS:
+        return with_guidance(normalise(image, spec), spec), mask, 0
+    value = int(rng.choice(values))
+    truth = mask == value
+    prev_k = perturbed(truth, rng)
+    prev = np.where(truth, 0, mask).astype(np.uint8)  # the other classes as they are
+    prev[prev_k] = value
+    n = int(rng.integers(1, MAX_TRAINING_CLICKS + 1))
+    clicks = simulated_clicks(truth, prev_k, n, value, rng)
+    box = crop_box(mask.shape, clicks, prev)
+    size = spec.input_size
+    x = normalise(resize_to(image[box.slices], size), spec)
+    h, w = size
+    target = cv2.resize(mask[box.slices], (w, h), interpolation=cv2.INTER_NEAREST)
+    return with_guidance(x, spec, encode(clicks, box, spec, prev)), target, value
+
+
 class TrainingSet(torch.utils.data.Dataset):
     """Batches of normalised tensors. Without augmentation the whole set is normalised once and
-    a batch is an index into it: no per-sample Python work in the training loop."""
+    a batch is an index into it: no per-sample Python work in the training loop.
 
-    def __init__(self, data: Prepared, *, augment: bool = False, seed: int = 0) -> None:
+    `clicks`: a guided model's training set, each sample with simulated clicks (`with_clicks`);
+    otherwise a guided model's samples have empty guidance (what it sees without clicks)."""
+
+    def __init__(
+        self, data: Prepared, *, augment: bool = False, seed: int = 0, clicks: bool = False
+    ) -> None:
         self.data = data
         self.augment = augment
+        self.clicks = clicks and data.spec.guided
         self.seed = seed
         self.epoch = 0
         self._masks = torch.from_numpy(data.masks.astype(np.int64))
@@ -245,11 +285,12 @@ class TrainingSet(torch.utils.data.Dataset):
             "label_known": torch.from_numpy(data.label_known),
         }
         self._images = None
-        if not augment:
+        if not augment and not self.clicks:
+            spec = data.spec
             self._images = torch.from_numpy(
-                np.stack([normalise(x, data.spec) for x in data.images])
+                np.stack([with_guidance(normalise(x, spec), spec) for x in data.images])
                 if len(data)
-                else np.zeros((0, data.spec.in_channels, *data.spec.input_size), np.float32)
+                else np.zeros((0, spec.network_channels, *spec.input_size), np.float32)
             )
 
     def __len__(self) -> int:
@@ -267,14 +308,24 @@ class TrainingSet(torch.utils.data.Dataset):
         if self._images is not None:
             out["image"], out["mask"] = self._images[idx], self._masks[idx]
             return out
-        images, masks = [], []
+        images, masks, clicked = [], [], []
         for i in idx.tolist():
             # One generator per (seed, epoch, image): the same run after a resume sees the
             # same augmentations, whatever the batch order.
             rng = np.random.default_rng([self.seed, self.epoch, i])
-            x, m = augment(self.data.images[i], self.data.masks[i], rng)
-            images.append(normalise(x, self.data.spec))
+            x, m = self.data.images[i], self.data.masks[i]
+            if self.augment:
+                x, m = augment(x, m, rng)
+            value = 0
+            if self.clicks:
+                net_input, m, value = with_clicks(x, m, self.data.spec, rng)
+            else:
+                net_input = with_guidance(normalise(x, self.data.spec), self.data.spec)
+            images.append(net_input)
             masks.append(m.astype(np.int64))
+            clicked.append(value)
         out["image"] = torch.from_numpy(np.stack(images))
         out["mask"] = torch.from_numpy(np.stack(masks))
+        if self.clicks:
+            out["click_class"] = torch.tensor(clicked, dtype=torch.long)
         return out

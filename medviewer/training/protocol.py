@@ -154,6 +154,31 @@ class JobRequest:
         return cls.from_dict(data)
 
 
+# -- click metrics ---------------------------------------------------------------------------
+
+VALIDATION_MAX_CLICKS = 10  # the click robot's clicks per image in training's validation
+CLICK_DICE_AFTER = (1, 3, 5)  # clicks after which the Dice is reported
+
+
+@dataclass(frozen=True)
+class ClickMetrics:
+    """How a click-guided model follows clicks (`training.click_metrics`): the mean number of
+    the robot's clicks to reach Dice 0.85 / 0.90 (NoC, 0 when the proposal without clicks
+    already does, `max_clicks` when never), the mean Dice after 1, 3 and 5 clicks (and with
+    none: the model's own proposal), and the share of objects never reaching 0.90. Reported in
+    a guided model's validation metrics under "clicks", and by `medviewer evaluate-clicks`."""
+
+    noc85: float | None = None
+    noc90: float | None = None
+    dice_after: dict[str, float | None] = field(default_factory=dict)  # "0", "1", "3", "5"
+    never_90: float | None = None
+    objects: int = 0  # robot sessions: one per image and class present in its truth
+    max_clicks: int = VALIDATION_MAX_CLICKS
+
+    def to_dict(self) -> dict[str, Any]:
+        return finite(dataclasses.asdict(self))
+
+
 # -- events ----------------------------------------------------------------------------------
 
 

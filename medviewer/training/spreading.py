@@ -30,7 +30,7 @@ import torch
 
 from medviewer.imaging import ImageLoader
 from medviewer.inference.device import pick_device
-from medviewer.inference.preprocess import normalise, resize_to, to_channels
+from medviewer.inference.preprocess import normalise, resize_to, to_channels, with_guidance
 from medviewer.models.registry import MedModel
 from medviewer.models.scope import applicable_images
 from medviewer.models.spec import ModelSpec
@@ -185,7 +185,11 @@ def embed(
     for n, image_id in enumerate(image_ids, start=1):
         try:
             image = loader.image(ws.frame_ref(image_id))
-            batch.append(normalise(resize_to(to_channels(image, spec), spec.input_size), spec))
+            batch.append(
+                with_guidance(
+                    normalise(resize_to(to_channels(image, spec), spec.input_size), spec), spec
+                )
+            )
             ok.append(image_id)
         except (ImageLoadError, InferenceError) as e:
             if failed is not None:

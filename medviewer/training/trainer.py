@@ -23,15 +23,20 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from medviewer.atomic import atomic_write
+from medviewer.inference.click_robot import next_click
+from medviewer.inference.clicks import Box, encode
 from medviewer.inference.device import pick_device
+from medviewer.inference.ondevice import label_maps, probability_tensors
 from medviewer.models.registry import MedModel
 from medviewer.models.spec import ModelSpec
+from medviewer.training.click_metrics import validate_clicks
 from medviewer.training.data import Prepared, TrainingError, TrainingSet
 from medviewer.training.losses import build_criterion
 from medviewer.training.metrics import evaluate, training_autocast
 from medviewer.training.protocol import Batch, Epoch, Event, TrainConfig
 
 Emit = Callable[[Event], None]
+MAX_CLICK_ROUNDS = 2  # a guided model's batch: 0..2 rounds of the model answering its clicks
 
 
 @dataclass(frozen=True)
@@ -193,8 +198,9 @@ class _Run:
         masks, labels = train.masks[train.has_mask], (train.labels, train.label_known)
         self.criterion = build_criterion(spec, cfg.loss, masks, labels, cfg.class_weights)
         self.criterion.to(self.device)
-        self.train_set = TrainingSet(train, augment=cfg.augment, seed=cfg.seed)
-        self.val_set = TrainingSet(val)
+        self.train_set = TrainingSet(train, augment=cfg.augment, seed=cfg.seed, clicks=True)
+        self.val_set = TrainingSet(val)  # a guided model's score: its proposals without clicks
+        self.val = val
         self.sampler = torch.utils.data.DistributedSampler(
             self.train_set, num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.seed
         )
@@ -257,6 +263,12 @@ class _Run:
         if self.dist.main:
             metrics = evaluate(self.model, self.val_set, self.spec, self.device, cfg.batch_size,
                                self.criterion)  # fmt: skip
+            if self.spec.guided:
+                val = self.val
+                metrics["clicks"] = validate_clicks(
+                    self.model, val.images, list(val.masks), self.spec, self.device,
+                    batch_size=cfg.batch_size,
+                ).to_dict()  # fmt: skip
         score = _from_main(metrics.get("score", 0.0), self.device, self.dist)
         if score > meta["best_score"]:
             meta.update(best_score=score, best_epoch=epoch, bad_epochs=0, best_metrics=metrics)
@@ -290,6 +302,9 @@ class _Run:
         for step, idx in enumerate(_batches(list(self.sampler), self.cfg.batch_size), 1):
             batch = {k: v.to(device) for k, v in self.train_set.batch(idx).items()}
             x = batch["image"].contiguous(memory_format=torch.channels_last)
+            if "click_class" in batch:
+                rng = np.random.default_rng([self.cfg.seed, epoch, step, 2])
+                x = self._more_clicks(x, batch, int(rng.integers(0, MAX_CLICK_ROUNDS + 1)))
             with torch.autocast(device.type, dtype=self.amp, enabled=self.amp is not None):
                 out = self.net(x)
             loss = self.criterion(out, batch)
@@ -310,6 +325,43 @@ class _Run:
                 last_emit = now
                 self.emit(Batch(epoch + 1, step, self.steps, value))
         return total / self.steps
+
+    @torch.no_grad()
+    def _more_clicks(self, x: torch.Tensor, batch: dict, rounds: int) -> torch.Tensor:
+        """RITM's iterative training: the model answers the clicks it has, the robot adds the
+        next click on that answer's errors (and, with `guidance_prev_mask`, the answer becomes
+        the previous mask), `rounds` times; the step then learns from the last state. Clicks
+        are placed in the input's own pixels: the sample is already the crop it shows."""
+        spec, values = self.spec, batch["click_class"].cpu().numpy()
+        h, w = spec.input_size
+        whole = Box(0, 0, h, w)
+        truth = batch["mask"].cpu().numpy()
+        for _ in range(rounds):
+            with torch.autocast(x.device.type, dtype=self.amp, enabled=self.amp is not None):
+                out = self.net(x)
+            labels = postprocess_batch(probability_tensors(out, spec)["mask"], spec)
+            guidance = x[:, spec.in_channels :].cpu().numpy()
+            for k, value in enumerate(values):
+                if value == 0:
+                    continue
+                pred = labels[k] > 0 if spec.num_classes <= 2 else labels[k] == value
+                click = next_click(truth[k] == value, pred, int(value))
+                if click is None:
+                    continue
+                added = encode([click], whole, spec, labels[k])
+                foreground = max(1, spec.num_classes - 1)
+                guidance[k, : 2 * foreground] = np.maximum(
+                    guidance[k, : 2 * foreground], added[: 2 * foreground]
+                )
+                guidance[k, 2 * foreground :] = added[2 * foreground :]
+            x = torch.cat([x[:, : spec.in_channels], torch.from_numpy(guidance).to(x.device)], 1)
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+def postprocess_batch(probs: torch.Tensor, spec: ModelSpec) -> np.ndarray:
+    """(N, C, H, W) probabilities -> (N, H, W) label maps as thresholds or argmax give them."""
+    return label_maps(probs.float(), spec.mask_threshold).cpu().numpy()
 
 
 def _mean_over_ranks(value: float, device: torch.device, dist: Dist) -> float:
