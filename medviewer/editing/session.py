@@ -17,11 +17,16 @@ from medviewer.editing import label_ops
 from medviewer.editing.history import UndoHistory
 from medviewer.editing.label_ops import BeforeWrite, Point, Rect
 
+# How a stroke paints one piece (label_ops.stroke's signature): the brush, or a smart brush
+# such as smart_tools.threshold_brush with its image and range bound.
+StrokePainter = Callable[[np.ndarray, Sequence[Point], float, int, BeforeWrite], "Rect | None"]
+
 
 @dataclass
 class _Stroke:
     value: int
     radius: float
+    painter: StrokePainter
     last: Point | None = None
     rect: Rect | None = None
 
@@ -129,6 +134,11 @@ class EditSession:
     def clear(self) -> Rect | None:
         return self._edit(lambda rec: label_ops.clear(self._mask, rec))
 
+    def edit(self, op: Callable[[np.ndarray, BeforeWrite], Rect | None]) -> Rect | None:
+        """Any label-map operation in label_ops' convention (edits the map in place, calls
+        before_write first) as one undo step: region growing, level tracing."""
+        return self._edit(lambda rec: op(self._mask, rec))
+
     def undo(self) -> Rect | None:
         self.end_stroke()  # Ctrl+Z during a drag undoes the drag so far
         return self._count(self._history.undo())
@@ -139,14 +149,17 @@ class EditSession:
 
     # -- a mouse drag: many dabs, one undo step ---------------------------------------------
 
-    def begin_stroke(self, value: int, radius: float) -> None:
-        """Mouse press. A stroke still open (a lost release event) is ended first."""
+    def begin_stroke(
+        self, value: int, radius: float, painter: StrokePainter = label_ops.stroke
+    ) -> None:
+        """Mouse press. A stroke still open (a lost release event) is ended first.
+        `painter` paints each piece (default: the plain brush)."""
         label_ops.check_label_map(self._mask, value)  # fail on press, not on the first move
         if not radius >= 0:
             raise ValueError(f"brush radius must be >= 0, got {radius}")
         self.end_stroke()
         self._history.begin()
-        self._stroke = _Stroke(int(value), float(radius))
+        self._stroke = _Stroke(int(value), float(radius), painter)
 
     def extend_stroke(self, point: Point) -> Rect | None:
         """Mouse move: paint from the previous point to this one; return the rect to repaint."""
@@ -154,7 +167,7 @@ class EditSession:
         if s is None:
             raise RuntimeError("extend_stroke() without begin_stroke()")
         points = [point] if s.last is None else [s.last, point]
-        rect = label_ops.stroke(self._mask, points, s.radius, s.value, self._history.record)
+        rect = s.painter(self._mask, points, s.radius, s.value, self._history.record)
         s.last = point
         s.rect = label_ops.union(s.rect, rect)
         return self._count(rect)

@@ -3,32 +3,40 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QSlider,
     QToolBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from medviewer.imaging.display import PRESETS
+from medviewer.qt import icons, keymap, theme
+from medviewer.qt.dialogs.cheat_sheet import CheatSheet
 from medviewer.qt.dialogs.pacs_open import PacsOpenDialog
 from medviewer.qt.dialogs.pacs_send import PacsSendDialog
 from medviewer.qt.dialogs.retrain import JobEvents, RetrainDialog
 from medviewer.qt.inference import RunnerHost
 from medviewer.qt.panels.labels import LabelsPanel
 from medviewer.qt.panels.models import ModelsPanel
+from medviewer.qt.panels.palette import ClassPalette
 from medviewer.qt.panels.worklist import WorklistPanel
 from medviewer.qt.review import ReviewController
-from medviewer.qt.tools import ToolController
+from medviewer.qt.series_fill import SeriesFill
+from medviewer.qt.tools import TOOLS, ToolController
+from medviewer.qt.viewer.corners import CornerAnnotations, corner_info
 from medviewer.qt.viewer.image_view import ImageView
 from medviewer.qt.viewer.layouts import LayoutHost, layout_actions
 from medviewer.qt.viewer.mpr_view import MprView
@@ -55,6 +63,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.ws = ws
         self.settings = settings
+        theme.apply(theme.saved(settings))  # first: icons are drawn in its colours
         self.setWindowTitle(f"medviewer: {ws.root}")
         self.workers = Workers()
         self.host = RunnerHost(ws, self.workers, device)
@@ -72,6 +81,10 @@ class MainWindow(QMainWindow):
         self.worklist = WorklistPanel()
         self.labels = LabelsPanel()
         self.models = ModelsPanel()
+        self.class_palette = ClassPalette()
+        self.series_fill = SeriesFill(self.review, self.view)
+        self.corners = CornerAnnotations(self.view.viewport())
+        self._cheat_sheet: CheatSheet | None = None
         self._heat_for: tuple[int, str | None] | None = None  # (image, label) of the heatmap
         self._pacs_open: PacsOpenDialog | None = None
         self._pacs_send: PacsSendDialog | None = None
@@ -79,6 +92,7 @@ class MainWindow(QMainWindow):
         worklist = self._dock("Worklist", self.worklist, Qt.DockWidgetArea.LeftDockWidgetArea)
         side = QWidget()
         side_layout = QVBoxLayout(side)
+        side_layout.addWidget(self.class_palette)
         side_layout.addWidget(self.labels)
         side_layout.addWidget(self.models)
         review = self._dock("Review", side, Qt.DockWidgetArea.RightDockWidgetArea)
@@ -88,6 +102,7 @@ class MainWindow(QMainWindow):
         self._toolbar()
         self._shortcuts()
         self._connect()
+        self._connect_look()
         self._connect_volume()
         self.refresh_worklist()
         self.models.show_models(ws.models.list())
@@ -132,89 +147,171 @@ class MainWindow(QMainWindow):
         self._save_clock.start(1000)
 
     def _menus(self) -> None:
+        self.actions_by_command: dict[str, QAction] = {}
         file = self.menuBar().addMenu("&File")
-        for text, slot in (
-            ("Open from PACS\u2026", self.open_from_pacs),
-            ("Send to PACS\u2026", self.send_to_pacs),
+        for text, slot, command in (
+            ("Open from PACS\u2026", self.open_from_pacs, "pacs_open"),
+            ("Send to PACS\u2026", self.send_to_pacs, "pacs_send"),
         ):
             action = QAction(text, self)
+            icons.attach(action, command)
             action.triggered.connect(lambda _=False, s=slot: s())
             file.addAction(action)
+        file.addSeparator()
+        file.addAction(self._command("save", "Save now"))
+        edit = self.menuBar().addMenu("&Edit")
+        for command in ("undo", "redo", "fill_between"):
+            edit.addAction(self._command(command))
+        view = self.menuBar().addMenu("&View")
+        themes = view.addMenu("Theme")
+        themes.setIcon(icons.icon("theme"))
+        group = QActionGroup(self)
+        self.theme_actions: dict[str, QAction] = {}
+        for name in theme.THEMES:
+            action = QAction(name.capitalize(), self, checkable=True)
+            action.triggered.connect(lambda _=False, n=name: self.set_theme(n))
+            group.addAction(action)
+            themes.addAction(action)
+            self.theme_actions[name] = action
+        self.theme_actions[theme.saved(self.settings)].setChecked(True)
+        view.addSeparator()
+        self._view_menu = view
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(self._command("cheat_sheet", "Keyboard and mouse\u2026"))
 
     def _toolbar(self) -> None:
-        bar = QToolBar("Tools")
-        bar.setObjectName("Tools")
-        self.addToolBar(bar)
+        """Three toolbars, as reading-room viewers group them: tools, view, review."""
+
+        def toolbar(title: str, style: Qt.ToolButtonStyle) -> QToolBar:
+            bar = QToolBar(title)
+            bar.setObjectName(title)
+            bar.setIconSize(QSize(20, 20))
+            bar.setToolButtonStyle(style)
+            self.addToolBar(bar)
+            return bar
+
+        icon_only = Qt.ToolButtonStyle.ToolButtonIconOnly
+        tools = toolbar("Tools", icon_only)
         group = QActionGroup(self)
         self.tool_actions: dict[str, QAction] = {}
-        for name, key in (("brush", "B"), ("eraser", "E"), ("polygon", "P"), ("fill", "F")):
-            action = QAction(name.capitalize(), self, checkable=True)
-            action.setShortcut(QKeySequence(key))
-            action.triggered.connect(lambda _=False, n=name: self.tools.set_tool(n))
+        for names in (("brush", "eraser", "polygon", "fill"), ("threshold", "grow", "trace")):
+            for name in names:
+                action = self._command(name, name.capitalize(), checkable=True)
+                group.addAction(action)
+                tools.addAction(action)
+                self.tool_actions[name] = action
+            tools.addSeparator()
+        self.tolerance = QSlider(Qt.Orientation.Horizontal)
+        self.tolerance.setRange(1, 50)
+        self.tolerance.setValue(int(self.settings.value("grow_tolerance", self.tools.tolerance)))
+        self.tolerance.setMaximumWidth(90)
+        self.tolerance.setToolTip(
+            "Region growing tolerance: how far from the seed's intensity a pixel may lie, in "
+            "percent of the window width"
+        )
+        self.tolerance.valueChanged.connect(self._set_tolerance)
+        self._set_tolerance(self.tolerance.value())
+        tools.addWidget(self.tolerance)
+        tools.addSeparator()
+        for name in ("ruler", "roi"):
+            action = self._command(name, name.capitalize(), checkable=True)
             group.addAction(action)
-            bar.addAction(action)
+            tools.addAction(action)
             self.tool_actions[name] = action
+        tools.addSeparator()
+        tools.addAction(self._command("undo", "Undo"))
+        tools.addAction(self._command("redo", "Redo"))
         self.tool_actions["brush"].setChecked(True)
-        bar.addSeparator()
+
+        view = toolbar("View", icon_only)
+        presets = QToolButton()
+        presets.setIcon(icons.icon("window"))
+        presets.setToolTip("Window presets (right-drag adjusts the window)")
+        presets.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(presets)
+        for name, window in PRESETS.items():
+            text = f"{name.capitalize()}  (W {window.width:.0f} L {window.center:.0f})"
+            action = menu.addAction(text)
+            action.triggered.connect(lambda _=False, w=window: self.view.set_window(w))
+        presets.setMenu(menu)
+        view.addWidget(presets)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(int(self.settings.value("opacity", 50)))
-        self.opacity.setMaximumWidth(120)
+        self.opacity.setMaximumWidth(90)
+        self.opacity.setToolTip("Mask opacity")
         self.opacity.valueChanged.connect(self._set_opacity)
-        bar.addWidget(QLabel(" Opacity "))
-        bar.addWidget(self.opacity)
+        view.addWidget(self.opacity)
         self._set_opacity(self.opacity.value())
-        self.contour_action = QAction("Contours", self, checkable=True)
+        self.contour_action = self._command("contours", "Contours", checkable=True)
         self.contour_action.toggled.connect(self._set_contours)
-        self.compare_action = QAction("Show AI proposal", self, checkable=True)
+        self.compare_action = self._command("compare", "Show AI proposal", checkable=True)
         self.compare_action.toggled.connect(self._set_compare)
-        for action in (self.contour_action, self.compare_action):
-            bar.addAction(action)
-        bar.addSeparator()
-        for name, window in PRESETS.items():
-            action = QAction(name.capitalize(), self)
-            action.triggered.connect(lambda _=False, w=window: self.view.set_window(w))
-            bar.addAction(action)
-        bar.addSeparator()
-        for text, slot in (
-            ("Accept AI", self.tools.accept_proposal),
-            ("Remove islands", lambda: self.tools.remove_islands(ISLAND_PIXELS)),
-            ("Clear", self.tools.clear),
+        for command in ("overlays", "heatmap"):
+            view.addAction(self._command(command))
+        view.addAction(self.contour_action)
+        view.addAction(self.compare_action)
+        view.addAction(self._command("reset_view", "Fit"))
+        layouts = getattr(self, "layout_actions", None)  # the three-plane layouts, if built
+        if layouts:
+            view.addSeparator()
+            for action in layouts.values():
+                view.addAction(action)
+        for action in view.actions():
+            if not action.isSeparator() and action.text():  # not the toolbar's widgets
+                self._view_menu.addAction(action)
+
+        review = toolbar("Review", icon_only)
+        for text, slot, command in (
+            ("Accept AI", self.tools.accept_proposal, "accept_ai"),
+            ("Islands", lambda: self.tools.remove_islands(ISLAND_PIXELS), "islands"),
+            ("Clear", self.tools.clear, "clear"),
         ):
             action = QAction(text, self)
+            icons.attach(action, command)
+            action.setToolTip(
+                {
+                    "accept_ai": "Accept the AI proposal as your mask",
+                    "islands": f"Remove islands smaller than {ISLAND_PIXELS} pixels",
+                    "clear": "Clear the mask",
+                }[command]
+            )
             action.triggered.connect(slot)
-            bar.addAction(action)
-        bar.addSeparator()
-        retrain = QAction("Retrain...", self)
+            review.addAction(action)
+        review.addAction(self._command("fill_between", "Fill between"))
+        review.addSeparator()
+        for command in ("approve", "reject"):  # the verdicts: named, not only drawn
+            action = self._command(command, command.capitalize())
+            review.addAction(action)
+            button = review.widgetForAction(action)
+            if isinstance(button, QToolButton):
+                button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        review.addSeparator()
+        retrain = QAction("Retrain\u2026", self)
+        icons.attach(retrain, "retrain")
+        retrain.setToolTip("Train a new model version on the confirmed masks")
         retrain.triggered.connect(self.retrain)
-        bar.addAction(retrain)
-        bar.addSeparator()
-        for text, status in (("Approve", "approved"), ("Reject", "rejected")):
-            action = QAction(text, self)
-            action.setShortcut(QKeySequence(text[0]))
-            action.triggered.connect(lambda _=False, s=status: self.review.set_status(s))
-            bar.addAction(action)
+        review.addAction(retrain)
+        self.tool_label = QLabel("")
+        self.measure_label = QLabel("")
+        self.statusBar().insertPermanentWidget(0, self.tool_label)
+        self.statusBar().insertPermanentWidget(1, self.measure_label)
+
+    def _set_tolerance(self, value: int) -> None:
+        self.tools.set_tolerance(value)
+        self.settings.setValue("grow_tolerance", value)
 
     def _shortcuts(self) -> None:
-        def add(key: str, slot) -> None:
-            action = QAction(self)
-            action.setShortcut(QKeySequence(key))
-            action.triggered.connect(slot)
-            self.addAction(action)
-
-        add("Ctrl+Z", self.tools.undo)
-        add("Ctrl+Shift+Z", self.tools.redo)
-        add("Ctrl+S", self.review.save_now)
-        add("Space", lambda: self.set_overlays_visible(not self.view.mask_item.isVisible()))
-        add("H", self.toggle_heatmap)
-        add("N", lambda: self.step(1))
-        add("Shift+N", lambda: self.step(-1))
-        add("[", lambda: self.tools.change_radius(-1))
-        add("]", lambda: self.tools.change_radius(1))
-        add("Return", self.tools.close_polygon)
-        add("Escape", self.tools.cancel_polygon)
-        for k in range(1, 10):
-            add(str(k), lambda _=False, v=k: self.tools.set_class(v))
+        """Every key of the one table (qt/keymap.py) bound; the toolbars made most already."""
+        for s in keymap.SHORTCUTS:
+            if s.command == "class":
+                for key in s.keys:
+                    action = QAction(self)
+                    action.setShortcut(QKeySequence(key))
+                    action.triggered.connect(lambda _=False, v=int(key): self.tools.set_class(v))
+                    self.addAction(action)
+            else:
+                self._command(s.command)
 
     def _connect(self) -> None:
         self.worklist.sig_image_chosen.connect(self.open_image)
@@ -443,6 +540,111 @@ class MainWindow(QMainWindow):
         self._error(f"Three planes: {message}")
         if self.layouts.name != "single":
             self.set_layout("single")
+
+    # -- the look: palette, corners, theme, cheat sheet --------------------------------
+
+    def _command(self, command: str, text: str | None = None, checkable: bool = False) -> QAction:
+        """The window's one action for a command of the shortcut table (qt/keymap.py): made on
+        first use, with its keys, icon and tooltip; toolbars and menus share it."""
+        action = self.actions_by_command.get(command)
+        if action is None:
+            action = keymap.action(self, command, self._slots().get(command), text, checkable)
+            self.addAction(action)  # its keys work whether or not a toolbar shows it
+            self.actions_by_command[command] = action
+        return action
+
+    def _slots(self) -> dict[str, Callable[[], object]]:
+        return {
+            **{t: (lambda t=t: self._choose_tool(t)) for t in TOOLS},
+            "smaller": lambda: self.tools.change_radius(-1),
+            "larger": lambda: self.tools.change_radius(1),
+            "close_polygon": self._return_key,
+            "cancel": self._escape_key,
+            "undo": self._undo,
+            "redo": self.tools.redo,
+            "fill_between": self.series_fill.preview,
+            "save": self.review.save_now,
+            "overlays": lambda: self.set_overlays_visible(not self.view.mask_item.isVisible()),
+            "heatmap": self.toggle_heatmap,
+            "reset_view": lambda: self.view.box.autoRange(padding=0, items=[self.view.image_item]),
+            "cheat_sheet": self.show_cheat_sheet,
+            "next_slice": lambda: self.scroll_slices(1),
+            "previous_slice": lambda: self.scroll_slices(-1),
+            "next": lambda: self.step(1),
+            "previous": lambda: self.step(-1),
+            "approve": lambda: self.review.set_status("approved"),
+            "reject": lambda: self.review.set_status("rejected"),
+        }
+
+    def _choose_tool(self, tool: str) -> None:
+        self.tools.set_tool(tool)
+        self.tool_actions[tool].setChecked(True)
+
+    def _return_key(self) -> None:
+        if not self.series_fill.accept():
+            self.tools.close_polygon()
+
+    def _escape_key(self) -> None:
+        if not self.series_fill.discard():
+            self.tools.cancel_polygon()
+
+    def _undo(self) -> None:
+        if not self.series_fill.undo():
+            self.tools.undo()
+
+    def set_theme(self, name: str) -> None:
+        """Dark (default) or light, app-wide; remembered in the settings."""
+        theme.apply(name)
+        self.settings.setValue(theme.SETTING, name)
+        self.theme_actions[name].setChecked(True)
+        icons.refresh(self)
+
+    def show_cheat_sheet(self) -> CheatSheet:
+        """F1: every shortcut of the table, and what the mouse does."""
+        if self._cheat_sheet is None:
+            self._cheat_sheet = CheatSheet(self)
+        self._cheat_sheet.show()
+        self._cheat_sheet.raise_()
+        return self._cheat_sheet
+
+    def _connect_look(self) -> None:
+        """Palette, corners, brush size and measurements follow what is on screen."""
+        self.tools.sig_class_changed.connect(self.class_palette.set_active)
+        self.class_palette.sig_class_chosen.connect(self.tools.set_class)
+        self.tools.sig_status.connect(self.tool_label.setText)
+        self.tools.sig_measured.connect(self._show_measurement)
+        self.series_fill.sig_message.connect(self._show_measurement)
+        self.review.sig_loaded.connect(self._update_look)
+        self.view.sig_window_changed.connect(self.corners.set_window)
+        self.view.box.sigRangeChanged.connect(lambda *_: self._update_zoom())
+        self.worklist.model.models_for = lambda i: (
+            self.host.models_for(i) if self.host.runner is not None else None
+        )
+        self.host.sig_ready.connect(lambda _: self.worklist.model.forget_models())
+        self.tool_label.setText(self.tools.status_text())
+
+    def _show_measurement(self, text: str) -> None:
+        self.measure_label.setText(text)
+        self.statusBar().showMessage(text, 8000)
+
+    def _update_look(self, state: ReviewState, image: Image, shown: np.ndarray | None) -> None:
+        self.class_palette.show_palette(state.palette)
+        self.class_palette.set_active(self.tools.value)
+        row = state.image
+        series = self.ws.images(ImageQuery(series_uid=row.series_uid))
+        k = next((i for i, r in enumerate(series) if r.id == row.id), row.position)
+        study_date = self.ws.frame_ref(row.id).instance.study_date
+        size = f"{row.columns}x{row.rows}"
+        self.corners.set_info(corner_info(row, k + 1, len(series), study_date, size))
+        self.corners.set_window(self.view.window)
+        self._update_zoom()
+        self.tool_label.setText(self.tools.status_text())
+
+    def _update_zoom(self) -> None:
+        if self.view.image is None:
+            return
+        px = self.view.box.viewPixelSize()[0]  # image pixels per screen pixel
+        self.corners.set_zoom(1.0 / px if px > 0 else None)
 
     def _show_save_state(self) -> None:
         if self.review.save_error:

@@ -1,11 +1,14 @@
-"""The worklist: one row per image with its AI finding and review state, sorted and filtered."""
+"""The worklist: one row per image with the model that reads it, its AI finding and review
+state, sorted and filtered; in patient order, each patient's name shows on its first row."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -16,13 +19,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medviewer.imaging.person_names import display_name
 from medviewer.workspace import ImageQuery, ImageRow
 
 # What a reviewer scans for comes first, so a narrow dock still shows it.
 COLUMNS = (
-    "Patient", "Image", "AI", "P", "Uncert.", "Status", "Mod", "Study", "Series", "Edited by",
-    "When",
+    "Patient", "Image", "Model", "AI", "P", "Uncert.", "Status", "Mod", "Study", "Series",
+    "Edited by", "When",
 )  # fmt: skip
+MODEL_COLUMN = COLUMNS.index("Model")
 STATUS_FILTERS = {
     "All": None,
     "Unreviewed": ["unreviewed"],
@@ -33,18 +38,19 @@ STATUS_FILTERS = {
 }
 FINDING_FILTERS = {"Any AI result": None, "AI: finding": True, "AI: no finding": False}
 ORDERS = {
-    "Study order": ("study", False),
+    "By patient / study": ("study", False),
     "Most uncertain first": ("uncertainty", True),
     "Highest probability first": ("probability", True),
     "Last edited first": ("last_edited", True),
 }
 
 
-def _cell(row: ImageRow, column: int) -> str:
+def _cell(row: ImageRow, column: int, models: str) -> str:
     finding = {True: "finding", False: "none", None: ""}[row.ai_finding]
     values = (
-        row.patient_name or row.patient_id,
+        display_name(row.patient_name, row.patient_id, row.path),
         f"{row.position + 1}" + (f" f{row.frame + 1}" if row.frame else ""),
+        models,
         finding,
         "" if row.ai_probability is None else f"{row.ai_probability:.2f}",
         "" if row.ai_uncertainty is None else f"{row.ai_uncertainty:.2f}",
@@ -62,11 +68,38 @@ class WorklistModel(QAbstractTableModel):
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[ImageRow] = []
+        # Which models read an image: the app's RunnerHost.models_for (models.scope decides);
+        # asked only for rows drawn, and kept until the models change.
+        self.models_for: Callable[[int], list[str] | None] = lambda image_id: None
+        self._models: dict[int, str] = {}
+        self.group_patients = True  # in patient order: a patient's name on its first row only
 
     def set_rows(self, rows: list[ImageRow]) -> None:
         self.beginResetModel()
         self.rows = rows
         self.endResetModel()
+
+    def forget_models(self) -> None:
+        """The loaded models changed: ask again which apply to each row."""
+        self._models.clear()
+        if self.rows:
+            column = self.index(0, MODEL_COLUMN), self.index(len(self.rows) - 1, MODEL_COLUMN)
+            self.dataChanged.emit(*column)
+
+    def models(self, row: ImageRow) -> str:
+        text = self._models.get(row.id)
+        if text is None:
+            names = self.models_for(row.id)
+            if names is None:
+                return ""  # the models are still loading
+            text = self._models[row.id] = ", ".join(names) or "—"
+        return text
+
+    def _same_patient_as_above(self, i: int) -> bool:
+        if not self.group_patients or i == 0:
+            return False
+        a, b = self.rows[i - 1], self.rows[i]
+        return (a.patient_id, a.patient_name) == (b.patient_id, b.patient_name)
 
     def update_row(self, row: ImageRow) -> None:
         for i, old in enumerate(self.rows):
@@ -81,8 +114,20 @@ class WorklistModel(QAbstractTableModel):
         return len(COLUMNS)
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = 0) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and index.isValid():
-            return _cell(self.rows[index.row()], index.column())
+        if not index.isValid():
+            return None
+        row, column = self.rows[index.row()], index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            models = self.models(row) if column == MODEL_COLUMN else ""
+            return _cell(row, column, models)
+        if role == Qt.ItemDataRole.ForegroundRole and column == 0:
+            # Grouped by patient: a repeated name is dimmed, so each patient's rows read as one.
+            if self._same_patient_as_above(index.row()):
+                return QPalette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
+        if role == Qt.ItemDataRole.ToolTipRole and column == 0:
+            return f"{row.patient_name or '(no name)'}  ID {row.patient_id or '(none)'}"
+        if role == Qt.ItemDataRole.ToolTipRole and column == MODEL_COLUMN:
+            return "The model(s) whose scope (applies_to) covers this image"
         return None
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
@@ -121,6 +166,7 @@ class WorklistPanel(QWidget):
         for combo in (self.status, self.finding, self.order):
             combo.currentIndexChanged.connect(lambda _=0: self.sig_query_changed.emit(self.query()))
             filters.addWidget(combo)
+        self.table.setAlternatingRowColors(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(filters)
@@ -128,6 +174,7 @@ class WorklistPanel(QWidget):
 
     def query(self) -> ImageQuery:
         order, descending = ORDERS[self.order.currentText()]
+        self.model.group_patients = order == "study"
         return ImageQuery(
             status=STATUS_FILTERS[self.status.currentText()],
             ai_finding=FINDING_FILTERS[self.finding.currentText()],

@@ -1,0 +1,85 @@
+"""The brush's outline as the cursor over the image (the disc a dab paints), and the ruler and
+ROI being drawn; items in the image's ViewBox, so they zoom with the image."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QLineF, QRectF, Qt
+from PySide6.QtGui import QColor, QPen
+from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsLineItem, QGraphicsSimpleTextItem
+
+OUTLINE = QColor(255, 255, 255, 220)
+MEASURE = QColor(255, 214, 10)
+
+
+def _pen(colour: QColor, dashed: bool = False) -> QPen:
+    pen = QPen(colour, 0)  # cosmetic: one screen pixel wide at any zoom
+    if dashed:
+        pen.setStyle(Qt.PenStyle.DashLine)
+    return pen
+
+
+class BrushCursor(QGraphicsEllipseItem):
+    """A circle of the brush's radius centred on the pixel under the mouse."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setPen(_pen(OUTLINE))
+        self.setZValue(100)
+        self.setVisible(False)
+        self.radius = 5
+        self.centre: tuple[float, float] | None = None
+
+    def set_radius(self, radius: int) -> None:
+        self.radius = radius
+        self._place()
+
+    def move_to(self, x: float, y: float) -> None:
+        # label_ops paints pixels (i, j) within `radius` of the point; on screen pixel (i, j)
+        # spans [j, j + 1] x [i, i + 1], so the painted disc is centred half a pixel on.
+        self.centre = (x + 0.5, y + 0.5)
+        self._place()
+
+    def _place(self) -> None:
+        if self.centre is None:
+            return
+        r = self.radius + 0.5
+        cx, cy = self.centre
+        self.setRect(QRectF(cx - r, cy - r, 2 * r, 2 * r))
+
+
+class MeasureItems:
+    """A ruler line or an ROI ellipse with its reading beside it."""
+
+    def __init__(self, box) -> None:
+        self.line = QGraphicsLineItem()
+        self.line.setPen(_pen(MEASURE))
+        self.ellipse = QGraphicsEllipseItem()
+        self.ellipse.setPen(_pen(MEASURE))
+        self.label = QGraphicsSimpleTextItem()
+        self.label.setBrush(MEASURE)
+        self.label.setFlag(QGraphicsSimpleTextItem.GraphicsItemFlag.ItemIgnoresTransformations)
+        for item in (self.line, self.ellipse, self.label):
+            item.setZValue(101)
+            item.setVisible(False)
+            box.addItem(item)
+
+    def show_line(self, x0: float, y0: float, x1: float, y1: float, text: str) -> None:
+        self.ellipse.setVisible(False)
+        self.line.setLine(QLineF(x0, y0, x1, y1))
+        self.line.setVisible(True)
+        self._label(x1, y1, text)
+
+    def show_ellipse(self, x0: float, y0: float, x1: float, y1: float, text: str) -> None:
+        self.line.setVisible(False)
+        self.ellipse.setRect(QRectF(min(x0, x1), min(y0, y1), abs(x1 - x0), abs(y1 - y0)))
+        self.ellipse.setVisible(True)
+        self._label(max(x0, x1), max(y0, y1), text)
+
+    def _label(self, x: float, y: float, text: str) -> None:
+        self.label.setText(text)
+        self.label.setPos(x + 2, y + 2)
+        self.label.setVisible(bool(text))
+
+    def hide(self) -> None:
+        for item in (self.line, self.ellipse, self.label):
+            item.setVisible(False)
