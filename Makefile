@@ -43,6 +43,12 @@ debian-tools:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null) \
 		|| echo "note: could not install orthanc/orthanc-dicomweb; the PACS tests will skip"; \
 	else echo "note: orthanc/orthanc-dicomweb missing and not root; the PACS tests will skip"; fi
+	@if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing postgresql"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+		|| echo "note: could not install postgresql; the PostgreSQL workspace tests will skip"; \
+	else echo "note: postgresql missing and not root; the PostgreSQL workspace tests will skip"; fi
 
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check

@@ -9,6 +9,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from tests.imaging.helpers import write_ct_slice
+from tests.workspace.pg_server import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -17,6 +17,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -51,6 +52,73 @@ def _save_reason(e: OSError) -> str:
     return e.strerror or str(e)
 
 
+class Blobs(Protocol):
+    """Where masks are kept: files in a folder (`BlobStore`), or rows of a PostgreSQL
+    workspace's database (`DatabaseBlobStore`), chosen when the workspace is created."""
+
+    def put(self, mask: np.ndarray) -> str: ...
+
+    def get(self, digest: str) -> np.ndarray: ...
+
+    def clean_leftovers(self, referenced: set[str], grace_seconds: float = 600) -> int: ...
+
+
+def _checked(mask: np.ndarray) -> str:
+    """The mask's hash; ValueError unless it is a 2D uint8 label map."""
+    if mask.dtype != np.uint8 or mask.ndim != 2:
+        raise ValueError(f"a mask is a 2D uint8 label map, got {mask.dtype} {mask.shape}")
+    return mask_hash(mask)
+
+
+def _encoded(mask: np.ndarray, where: object) -> bytes:
+    ok, encoded = cv2.imencode(".png", mask, PNG_FLAGS)
+    if not ok:
+        raise SaveError(f"{where}: the mask could not be encoded as PNG")
+    return encoded.tobytes()
+
+
+def _decoded(data: np.ndarray, digest: str, where: object) -> np.ndarray:
+    mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if mask is None or mask_hash(mask) != digest:
+        raise CorruptBlob(f"{where}: stored mask is damaged (content does not match its hash)")
+    return mask
+
+
+class DatabaseBlobStore:
+    """Masks as PNG bytes in the `blob_data` table of a PostgreSQL workspace: every client
+    reads them without a shared folder. A blob commits before any revision names it."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection  # () -> this thread's connection
+
+    def put(self, mask: np.ndarray) -> str:
+        db = self._connection()
+        digest = _checked(mask)
+        data = _encoded(mask, db.where)
+        try:
+            db.execute(
+                "INSERT INTO blob_data (digest, data, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (digest) DO NOTHING",
+                (digest, data, time.time()),
+            )
+        except db.errors as e:
+            raise SaveError(f"{db.where}: could not save the mask {digest[:12]}: {e}") from e
+        return digest
+
+    def get(self, digest: str) -> np.ndarray:
+        db = self._connection()
+        row = db.execute("SELECT data FROM blob_data WHERE digest = ?", (digest,)).fetchone()
+        where = f"{db.where} blob {digest[:12]}"
+        if row is None:
+            raise CorruptBlob(f"{where}: stored mask missing")
+        return _decoded(np.frombuffer(bytes(row[0]), np.uint8), digest, where)
+
+    def clean_leftovers(self, referenced: set[str], grace_seconds: float = 600) -> int:
+        """Nothing: a blob row is only written whole, and one no revision names costs only its
+        bytes; never deleted, since other clients may be about to commit revisions naming it."""
+        return 0
+
+
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -64,20 +132,16 @@ class BlobStore:
 
     def put(self, mask: np.ndarray) -> str:
         """Store a mask durably; return its hash. Raises SaveError and leaves nothing behind."""
-        if mask.dtype != np.uint8 or mask.ndim != 2:
-            raise ValueError(f"a mask is a 2D uint8 label map, got {mask.dtype} {mask.shape}")
-        digest = mask_hash(mask)
+        digest = _checked(mask)
         final = self.path(digest)
         if final.exists():
             return digest
-        ok, encoded = cv2.imencode(".png", mask, PNG_FLAGS)
-        if not ok:
-            raise SaveError(f"{final}: the mask could not be encoded as PNG")
+        encoded = _encoded(mask, final)
         tmp = self.tmp / f"{os.getpid()}-{digest[:16]}-{time.monotonic_ns()}{TMP_SUFFIX}"
         try:
             self.tmp.mkdir(parents=True, exist_ok=True)
             final.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(final, encoded.tobytes(), tmp=tmp)
+            atomic_write_bytes(final, encoded, tmp=tmp)
         except OSError as e:
             tmp.unlink(missing_ok=True)
             raise SaveError(f"{final}: could not save the mask: {_save_reason(e)}") from e
@@ -96,10 +160,7 @@ class BlobStore:
             data = np.fromfile(path, dtype=np.uint8)
         except OSError as e:
             raise CorruptBlob(f"{path}: stored mask missing or unreadable: {e.strerror}") from e
-        mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-        if mask is None or mask_hash(mask) != digest:
-            raise CorruptBlob(f"{path}: stored mask is damaged (content does not match its hash)")
-        return mask
+        return _decoded(data, digest, path)
 
     def clean_leftovers(self, referenced: set[str], grace_seconds: float = 600) -> int:
         """Delete temp files of dead writers; move blobs no revision names, older than the grace

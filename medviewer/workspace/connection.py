@@ -119,9 +119,20 @@ class _Cursor(sqlite3.Cursor):
 
 
 class _Connection(sqlite3.Connection):
-    """Hands out _Cursor for `execute` too (sqlite3's own execute bypasses `cursor()`)."""
+    """Hands out _Cursor for `execute` too (sqlite3's own execute bypasses `cursor()`). Shares
+    `dialect`, `errors`, `where` and `lock` with `postgres.PgConnection`: the storage code runs
+    on either."""
 
+    dialect = "sqlite"
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
     path: Path
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def lock(self, key: str) -> None:
+        """Nothing to do: a write transaction (BEGIN IMMEDIATE) holds SQLite's one write lock."""
 
     def cursor(self, factory: Any = _Cursor) -> Any:
         return super().cursor(factory)

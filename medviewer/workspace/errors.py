@@ -54,3 +54,8 @@ class UnmappedSegment(WorkspaceError):
 
 class UnreadableNifti(WorkspaceError):
     """A NIfTI label volume that cannot be read (truncated, not NIfTI)."""
+
+
+class PermissionDenied(WorkspaceError):
+    """The database server refused this login an action its role does not allow (an annotator
+    approving, activating a model)."""

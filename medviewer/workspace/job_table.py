@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -74,7 +73,7 @@ class Jobs:
             db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*args, job_id))
         try:
             return self.get(job_id)
-        except sqlite3.Error as e:  # e.g. locked by a long writer: the update itself is saved
+        except self.ws.db.errors as e:  # e.g. locked by a long writer: the update itself is saved
             raise SaveError(f"{self.ws.root}: job {job_id} saved, but not read back: {e}") from e
 
     def get(self, job_id: int) -> JobRecord:

@@ -71,6 +71,7 @@ class ModelVersions:
         metrics: dict[str, Any] | None = None,
     ) -> ModelVersion:
         with self.ws.transaction(f"register model {name} {version}") as db:
+            db.lock(f"model {name}")
             if db.execute(
                 "SELECT 1 FROM models WHERE name = ? AND version = ?", (name, version)
             ).fetchone():
@@ -114,6 +115,7 @@ class ModelVersions:
     def activate(self, name: str, version: str) -> ModelVersion:
         self.get(name, version)
         with self.ws.transaction(f"activate model {name} {version}") as db:
+            db.lock(f"model {name}")  # two activations at once leave one active version
             db.execute("UPDATE models SET active = 0 WHERE name = ?", (name,))
             db.execute(
                 "UPDATE models SET active = 1, activated_at = ? WHERE name = ? AND version = ?",

@@ -153,6 +153,8 @@ class Revisions:
         now = time.time()
         saved: list[Revision] = []
         with self.ws.transaction(f"save the masks of {len(checked)} images") as db:
+            for image_id in sorted({i for i, _, _ in checked}):  # one order: no deadlock
+                db.lock(f"image {image_id}")
             for (image_id, mask, parent_id), digest in zip(checked, digests):
                 if parent_id is None:
                     parent = self.latest(image_id, "mask")
@@ -245,6 +247,7 @@ class Revisions:
             payload, summary,
         )  # fmt: skip
         with self.ws.transaction(f"save the {kind} of image {image_id}") as db:
+            db.lock(f"image {image_id}")
             # One AI revision per (image, kind, model, version): two `infer` runs at once both
             # find the image undone; the check and the insert share one write lock, so the
             # second gets the first's revision back (its blob, if unused, is cleaned later).

@@ -1,7 +1,9 @@
-"""The workspace: a folder with `medviewer.sqlite` (WAL) and a blob folder of masks.
+"""The workspace: a folder with `medviewer.sqlite` (WAL) and a blob folder of masks, or a
+folder whose `workspace.json` names a PostgreSQL database (`location`) for a team.
 
-Studies are referenced in place, never copied. Every thread gets its own SQLite connection;
-SQLite serialises writers, and WAL lets readers (a training process) see a consistent snapshot.
+Studies are referenced in place, never copied. Every thread gets its own connection; SQLite
+serialises writers, and WAL lets readers (a training process) see a consistent snapshot. The
+same SQL runs on PostgreSQL through `postgres.PgConnection`: there is one code path above it.
 """
 
 from __future__ import annotations
@@ -20,17 +22,32 @@ from typing import Any
 
 from medviewer.imaging import Catalog, FrameRef, Instance, scan
 from medviewer.imaging.records import FILE_KINDS
-from medviewer.workspace.blobs import BlobStore
+from medviewer.workspace.blobs import Blobs, BlobStore, DatabaseBlobStore
 from medviewer.workspace.connection import cannot_write, connect, writable
-from medviewer.workspace.errors import NotAWorkspace, SaveError, UnknownImage, WorkspaceError
+from medviewer.workspace.errors import (
+    NotAWorkspace,
+    PermissionDenied,
+    SaveError,
+    UnknownImage,
+    WorkspaceError,
+)
+from medviewer.workspace.location import (
+    BLOB_MODES,
+    WORKSPACE_FILE,
+    Location,
+    locate,
+    write_workspace_file,
+)
 from medviewer.workspace.lock import AppLock
-from medviewer.workspace.schema import SCHEMA_VERSION, check, migrate
+from medviewer.workspace.schema import SCHEMA_VERSION, blob_storage, check, migrate
 
 DB_NAME = "medviewer.sqlite"
 # What a workspace keeps beside its database. Any of it next to a missing or empty database
 # means the database was lost, not that the folder is new: a fresh database references none of
 # the masks, and the blob clean-up would delete them all.
 WORKSPACE_DATA = ("blobs", "models", "jobs", f"{DB_NAME}-wal")
+# A connection of either store (`connection._Connection`, `postgres.PgConnection`).
+Connection = Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,16 +137,27 @@ def instance_from_json(text: str) -> Instance:
 
 
 class Workspace:
-    """Open with `Workspace.open(folder)`; use as a context manager or call `close()`."""
+    """Open with `Workspace.open(folder or URL)`; use as a context manager or call `close()`."""
 
-    def __init__(self, root: Path, *, app_lock: bool = False, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        app_lock: bool = False,
+        readonly: bool = False,
+        database: str | None = None,
+    ) -> None:
         self.root = root
         self.readonly = readonly
-        self.blobs = BlobStore(root / "blobs")
+        self.database = database  # a PostgreSQL URL without password; None: SQLite in root
+        self.where = database or str(root / DB_NAME)  # the database, for messages
+        self._url = database  # may hold a password (creation): connections only, never shown
+        self.blobs: Blobs = BlobStore(root / "blobs")
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[Connection] = []
         self._conn_lock = threading.Lock()
-        self._lock = AppLock(root / "app.lock") if app_lock else None
+        # One window per SQLite workspace; on a server, many clinicians at once (leases).
+        self._lock = AppLock(root / "app.lock") if app_lock and database is None else None
         # Sub-stores share this workspace's connections; imported here to avoid a cycle.
         from medviewer.workspace.job_table import Jobs
         from medviewer.workspace.model_table import ModelVersions
@@ -141,10 +169,14 @@ class Workspace:
 
     @classmethod
     def open(cls, root: Path | str, *, app_lock: bool = False, readonly: bool = False) -> Workspace:
-        """Open the workspace in `root`; `app_lock` for the one GUI window. A workspace is
-        created only where there is none (never readonly); workspace data without its database
-        is refused (NotAWorkspace), never started afresh."""
-        root = Path(root).expanduser()
+        """Open the workspace in `root` (a folder, or a postgresql:// URL); `app_lock` for the
+        one GUI window of an SQLite workspace. A workspace is created only where there is none
+        (never readonly); workspace data without its database is refused (NotAWorkspace), never
+        started afresh. A folder with `workspace.json` opens the PostgreSQL database it names."""
+        location = locate(root)
+        if location.database is not None:
+            return cls._open_server(location, readonly=readonly)
+        root = location.root
         path = root / DB_NAME
         data = _workspace_data(root)
         if (not path.is_file() or path.stat().st_size == 0) and (data or readonly):
@@ -175,6 +207,71 @@ class Workspace:
             raise
         return ws
 
+    @classmethod
+    def create(
+        cls, root: Path | str, *, database: str | None = None, blobs: str = "database"
+    ) -> Workspace:
+        """A new workspace in the folder `root`: SQLite there, or on the PostgreSQL `database`
+        (its URL; a password in it is used now, never stored), its masks kept in the database
+        or in `root/blobs` (`blobs`: "database" or "folder", a folder every client mounts)."""
+        root = Path(root).expanduser()
+        if database is None:
+            if (root / DB_NAME).exists() or (root / WORKSPACE_FILE).exists():
+                raise WorkspaceError(f"{root}: already a workspace")
+            return cls.open(root)
+        if blobs not in BLOB_MODES:
+            raise ValueError(f"blobs must be one of {', '.join(BLOB_MODES)}, not {blobs!r}")
+        if (root / DB_NAME).exists():
+            raise WorkspaceError(f"{root}: already an SQLite workspace ({DB_NAME})")
+        write_workspace_file(root, database)
+        folder = str((root / "blobs").resolve()) if blobs == "folder" else None
+        try:
+            return cls._open_server(Location(root, database), readonly=False, blobs=(blobs, folder))
+        except BaseException:
+            (root / WORKSPACE_FILE).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def _open_server(
+        cls,
+        location: Location,
+        *,
+        readonly: bool,
+        blobs: tuple[str, str | None] = ("database", None),
+    ) -> Workspace:
+        """A PostgreSQL workspace: the schema made or upgraded on first open (never read-only).
+        `location.database` may carry a password (creation); `where` never does."""
+        from medviewer.workspace.location import without_password
+
+        assert location.database is not None
+        ws = cls(location.root, readonly=readonly, database=location.database)
+        ws.where = ws.database = without_password(location.database)
+        try:
+            version = check(ws.db, ws.where)
+            if readonly and version < SCHEMA_VERSION:
+                raise (
+                    _no_database(location.root, [], "without tables") if version == 0
+                    else WorkspaceError(
+                        f"{ws.where}: written by an older medviewer; open it once for writing "
+                        "to upgrade"
+                    )
+                )  # fmt: skip
+            if not readonly and version < SCHEMA_VERSION:
+                migrate(ws.db, ws.where, blobs=blobs[0], blob_folder=blobs[1])
+            mode, folder = blob_storage(ws.db)
+            ws.blobs = DatabaseBlobStore(lambda: ws.db) if mode == "database" else (
+                BlobStore(Path(folder or location.root / "blobs"))
+            )  # fmt: skip
+        except BaseException:
+            ws.close()
+            raise
+        return ws
+
+    @property
+    def dialect(self) -> str:
+        """ "sqlite" or "postgresql": for the few things only one store has (leases' clock)."""
+        return "sqlite" if self.database is None else "postgresql"
+
     def __enter__(self) -> Workspace:
         return self
 
@@ -191,44 +288,57 @@ class Workspace:
             self._lock.release()
 
     @property
-    def db(self) -> sqlite3.Connection:
+    def db(self) -> Connection:
         """This thread's connection."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            path = self.root / DB_NAME
-            try:
-                conn = connect(path, readonly=self.readonly)
-            except sqlite3.Error as e:
-                raise WorkspaceError(f"{path}: cannot open the workspace database: {e}") from e
-            conn.isolation_level = None  # explicit BEGIN/COMMIT only
+            if self.database is not None:
+                from medviewer.workspace.postgres import connect as connect_server
+
+                conn = connect_server(self._url, readonly=self.readonly, where=self.where)
+            else:
+                path = self.root / DB_NAME
+                try:
+                    conn = connect(path, readonly=self.readonly)
+                except sqlite3.Error as e:
+                    raise WorkspaceError(f"{path}: cannot open the workspace database: {e}") from e
+                conn.isolation_level = None  # explicit BEGIN/COMMIT only
             self._local.conn = conn
             with self._conn_lock:
                 self._connections.append(conn)
         return conn
 
     @contextmanager
-    def transaction(self, what: str = "save") -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT; any failure rolls back and raises SaveError."""
+    def transaction(self, what: str = "save") -> Iterator[Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; any failure rolls back and raises SaveError, a refusal by
+        the server PermissionDenied naming the login and what it may not do."""
         db = self.db
         try:
+            if db.in_transaction:  # PostgreSQL would only warn, and commit the caller's work
+                raise SaveError(f"{self.where}: could not {what}: a transaction is already open")
             db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:
-            raise SaveError(f"{self.root / DB_NAME}: could not {what}: {e}") from e
+        except db.errors as e:
+            raise SaveError(f"{self.where}: could not {what}: {e}") from e
         try:
             yield db
             db.execute("COMMIT")
         except BaseException as e:
             if db.in_transaction:  # SQLite may have rolled back already (e.g. disk full)
                 db.execute("ROLLBACK")
-            if isinstance(e, sqlite3.Error):
-                raise SaveError(f"{self.root / DB_NAME}: could not {what}: {e}") from e
+            if isinstance(e, PermissionDenied):
+                raise PermissionDenied(
+                    f"{self.where}: {db.user} may not {what} (the server refused: "
+                    f"{e.__cause__ or e})"
+                ) from e
+            if isinstance(e, db.errors):
+                raise SaveError(f"{self.where}: could not {what}: {e}") from e
             raise
 
     @contextmanager
-    def snapshot(self) -> Iterator[sqlite3.Connection]:
+    def snapshot(self) -> Iterator[Connection]:
         """A read transaction: everything read inside sees one consistent state."""
         db = self.db
-        db.execute("BEGIN")
+        db.execute("BEGIN DEFERRED")
         try:
             yield db
         finally:
@@ -262,6 +372,7 @@ class Workspace:
         claimed: set[int] = set()
         hashes: dict[Path, str | None] = {}
         with self.transaction("import") as db:
+            db.lock("import")  # the lookups below, then their inserts, one import at a time
             for patient in catalog.patients:
                 pid = _upsert(
                     db,
@@ -433,7 +544,7 @@ def _no_database(root: Path, data: list[str], state: str) -> NotAWorkspace:
 
 
 def _put_image(
-    db: sqlite3.Connection,
+    db: Connection,
     series: int,
     position: int,
     ref: FrameRef,
@@ -487,7 +598,7 @@ def _file_hash(path: Path) -> str | None:
 
 
 def _moved_file(
-    db: sqlite3.Connection,
+    db: Connection,
     ref: FrameRef,
     digest: str | None,
     importing: set[str],
@@ -504,7 +615,8 @@ def _moved_file(
     name = os.sep + inst.path.name  # stored paths are resolved: compared as text, no pattern
     for image_id, old, stored, instance in db.execute(
         "SELECT id, path, content_hash, instance FROM images WHERE frame = ? AND rows = ?"
-        " AND columns = ? AND (content_hash = ? OR content_hash IS NULL) AND substr(path, -?) = ?",
+        " AND columns = ? AND (content_hash = ? OR content_hash IS NULL)"
+        " AND substr(path, length(path) - ? + 1) = ?",
         (ref.frame, inst.rows, inst.columns, digest, len(name), name),
     ):
         old_path = Path(old)
@@ -526,9 +638,7 @@ def _moved_file(
     return candidates[0][0] if len(candidates) == 1 else None
 
 
-def _upsert(
-    db: sqlite3.Connection, table: str, values: dict[str, Any], key: tuple[str, ...]
-) -> int:
+def _upsert(db: Connection, table: str, values: dict[str, Any], key: tuple[str, ...]) -> int:
     """Insert or update a row identified by `key`; return its id."""
     cols = list(values)
     updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c not in key)

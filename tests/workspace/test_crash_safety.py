@@ -19,6 +19,8 @@ from medviewer.workspace import CorruptBlob, SaveError, Workspace
 from medviewer.workspace import blobs as blobs_module
 from medviewer.workspace.blobs import ORPHAN_DAYS, mask_hash
 
+pytestmark = pytest.mark.sqlite_only  # the SQLite file and the blob folder themselves
+
 # Saves revisions as fast as it can; prints "<revision id> <mask hash>" after each commit.
 WRITER = """
 import sys

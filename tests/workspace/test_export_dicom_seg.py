@@ -20,6 +20,7 @@ from pydicom.uid import generate_uid
 from medviewer.imaging.palette import DEFAULT_COLOURS
 from medviewer.workspace import Workspace
 from medviewer.workspace.export import ExportReport, chosen_mask, export_workspace
+from tests.workspace.pg_server import BACKENDS, new_workspace_on
 
 CLASSES = [
     {"name": "background", "color": [0, 0, 0]},
@@ -82,13 +83,15 @@ class Study:
     tmp: Path
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Study]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def study(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Study]:
     """AI masks on every image; human masks on all but the middle slice of 'Three slices',
     the third slice's human mask is empty, RT Dose has a human mask on frame 1 only."""
     tmp = tmp_path_factory.mktemp("seg")
     write_study(tmp / "data")
-    with Workspace.open(tmp / "ws") as ws:
+    with new_workspace_on(request.param, tmp / "ws", request) as ws:
         ws.import_paths([tmp / "data"])
         ws.models.register("organs", "1", spec={"classes": CLASSES})
         ws.models.activate("organs", "1")

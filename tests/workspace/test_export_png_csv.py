@@ -18,6 +18,7 @@ from medviewer.workspace import Workspace
 from medviewer.workspace.export import export_workspace
 from medviewer.workspace.export.csv_table import COLUMNS
 from medviewer.workspace.export.png import OVERLAY_ALPHA
+from tests.workspace.pg_server import BACKENDS, new_workspace_on
 
 CLASSES = [
     {"name": "background", "color": [0, 0, 0]},
@@ -36,8 +37,10 @@ def mask(rows: int, columns: int, value: int) -> np.ndarray:
     return m
 
 
-@pytest.fixture(scope="module")
-def export_ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def export_ws(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Workspace]:
     """CT_small (AI + human mask, labels, approved), RT Dose (AI masks on frames 1-2 only)
     and a PNG photo (human mask only)."""
     tmp = tmp_path_factory.mktemp("pngcsv")
@@ -48,7 +51,7 @@ def export_ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     shutil.copy(get_testdata_file("rtdose.dcm"), data / "ct")
     photo = (np.arange(20 * 30).reshape(20, 30) % 200).astype(np.uint8)
     cv2.imwrite(str(data / "photos" / "scan.png"), photo)
-    with Workspace.open(tmp / "ws") as ws:
+    with new_workspace_on(request.param, tmp / "ws", request) as ws:
         ws.import_paths([data])
         ws.models.register("organs", "1", spec={"classes": CLASSES})
         ws.models.activate("organs", "1")

@@ -20,6 +20,8 @@ from medviewer.workspace import (
 )
 from medviewer.workspace.store import DB_NAME
 
+pytestmark = pytest.mark.sqlite_only  # the SQLite file and the folder around it
+
 # SQLite's own coordination files, which a WAL reader may create beside the database.
 SQLITE_SIDE_FILES = {f"{DB_NAME}-shm", f"{DB_NAME}-wal"}
 

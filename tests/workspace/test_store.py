@@ -92,6 +92,7 @@ def test_second_app_instance_is_told(tmp_path: Path) -> None:
     Workspace.open(tmp_path / "w", app_lock=True).close()  # released on close
 
 
+@pytest.mark.sqlite_only
 def test_wal_mode_and_schema_version(ws: Workspace) -> None:
     assert ws.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert ws.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
