@@ -41,15 +41,18 @@ MAX_CLICK_ROUNDS = 2  # a guided model's batch: 0..2 rounds of the model answeri
 
 @dataclass(frozen=True)
 class Dist:
-    """Where this process sits in a torchrun group; rank 0 writes, prints and registers."""
+    """Where this process sits in a torchrun group. The leader (rank 0 on one node; local
+    rank 0 of node 0 on several, as `training.__main__` finds it) validates, prints, writes
+    checkpoints and registers."""
 
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    leader: int = 0  # the global rank of the leader
 
     @property
     def main(self) -> bool:
-        return self.rank == 0
+        return self.rank == self.leader
 
 
 @dataclass
@@ -373,9 +376,9 @@ def _mean_over_ranks(value: float, device: torch.device, dist: Dist) -> float:
 
 
 def _from_main(value: float, device: torch.device, dist: Dist) -> float:
-    """Rank 0 validates; every rank must agree on the score so they stop together."""
+    """The leader validates; every rank must agree on the score so they stop together."""
     if dist.world == 1:
         return float(value)
     t = torch.tensor([float(value)], device=device)
-    torch.distributed.broadcast(t, 0)
+    torch.distributed.broadcast(t, dist.leader)
     return float(t)
