@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from medviewer.workspace.location import workspace_target
+
 
 def _no_display() -> bool:
     return (
@@ -36,7 +38,11 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 
 def add_gui_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workspace", type=Path, help="workspace folder (default: the last one)")
+    parser.add_argument(
+        "--workspace",
+        type=workspace_target,
+        help="workspace folder or postgresql:// URL (default: the last one)",
+    )
     parser.add_argument(
         "--screenshot", type=Path, help="render the window to PNG once loaded, then exit"
     )

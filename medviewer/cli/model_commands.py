@@ -15,6 +15,7 @@ from pathlib import Path
 
 from medviewer.config import default_workspace
 from medviewer.workspace import Workspace
+from medviewer.workspace.location import workspace_target
 
 
 def _open(args: argparse.Namespace, *, readonly: bool = False) -> Workspace:
@@ -216,7 +217,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     def workspace_option(p: argparse.ArgumentParser, default: object = None) -> None:
         p.add_argument(
             "--workspace",
-            type=Path,
+            type=workspace_target,
             default=default,
             help="workspace folder (default: $MEDVIEWER_WORKSPACE or user data)",
         )

@@ -24,6 +24,7 @@ from medviewer.pacs.nodes import (
     PacsNode,
 )
 from medviewer.pacs.progress import Progress
+from medviewer.workspace.location import workspace_target
 
 if TYPE_CHECKING:
     from medviewer.pacs.remote import PacsConnection
@@ -74,7 +75,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     workspace = argparse.ArgumentParser(add_help=False)
     workspace.add_argument(
         "--workspace",
-        type=Path,
+        type=workspace_target,
         help="workspace folder (default: $MEDVIEWER_WORKSPACE or user data)",
     )
     p = cmds.add_parser(

@@ -3,6 +3,12 @@
 The command writes a job file into the workspace (`jobs/<id>/job.json`, checkpoints beside it in
 `run/`), runs `python -m medviewer.training` on it as a separate process (as the app does) and
 prints its JSON-lines progress for people. A killed run resumes with `--resume jobs/<id>`.
+
+`--nproc N` runs the job as N torchrun ranks (DDP: one per GPU, or CPU ranks); on several nodes
+node 0 runs `--nnodes M --node-rank 0 --rdzv-endpoint HOST:PORT` (HOST: node 0's address) and
+every other node joins that job with `--join jobs/<id> --node-rank R` and the same options
+(`processes.launch_module` builds torchrun's command). Node 0 records the job and prints its
+events; a joining node only runs its ranks.
 """
 
 from __future__ import annotations
@@ -15,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from medviewer.config import default_workspace
-from medviewer.processes import python_module
+from medviewer.processes import LaunchError, Ranks, launch_module
 from medviewer.training.errors import TrainingError
-from medviewer.training.jobs import KIND, job_folder, stopped_unexpectedly
+from medviewer.training.jobs import KIND, job_folder, rendezvous_id, stopped_unexpectedly
 from medviewer.training.protocol import (
     JOB_FILE,
     LOSSES,
@@ -33,6 +39,7 @@ from medviewer.training.protocol import (
     parse_event,
 )
 from medviewer.workspace import Workspace
+from medviewer.workspace.location import workspace_target
 
 
 def describe(event: Event) -> str | None:
@@ -102,9 +109,10 @@ def _write_job(ws: Workspace, args: argparse.Namespace) -> tuple[int, Path]:
 
 
 def _run(
-    job_file: Path, in_process: bool, on_start: Any = lambda pid: None
+    job_file: Path, in_process: bool, on_start: Any = lambda pid: None, ranks: Ranks | None = None
 ) -> tuple[int, Event | None]:
-    """Run a job; (exit code, last event). `on_start(pid)` learns the training process."""
+    """Run a job; (exit code, last event). `on_start(pid)` learns the training process (under
+    torchrun, its agent: the leader of the process group)."""
     last: list[Event] = []
 
     def emit(event: Event) -> None:
@@ -116,7 +124,7 @@ def _run(
 
         on_start(os.getpid())
         return main([str(job_file)], emit=emit), (last or [None])[0]
-    cmd = [*python_module("medviewer.training"), str(job_file)]
+    cmd = [*launch_module("medviewer.training", ranks), str(job_file)]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1) as proc:
         assert proc.stdout is not None
         on_start(proc.pid)
@@ -129,7 +137,45 @@ def _run(
         return proc.wait(), (last or [None])[0]
 
 
+def _ranks(args: argparse.Namespace, job_file: Path | None) -> Ranks:
+    """The ranks asked for, meeting at the job's rendezvous (the same id on every node)."""
+    rdzv = rendezvous_id(job_file.parent) if job_file is not None else "new"
+    ranks = Ranks(args.nproc, args.nnodes, args.node_rank, args.rdzv_endpoint, rdzv)
+    ranks.check()
+    if args.join and ranks.node_rank == 0:
+        raise LaunchError("--join is for the other nodes (--node-rank 1 and up); node 0 starts")
+    if ranks.node_rank > 0 and not args.join:
+        raise LaunchError(
+            f"node {ranks.node_rank} joins the job node 0 started: --join WORKSPACE/jobs/<id>"
+        )
+    if args.in_process and ranks.world > 1:
+        raise LaunchError("--in-process runs one process; leave out --nproc and --nnodes")
+    return ranks
+
+
+def _join(args: argparse.Namespace) -> int:
+    """Run this node's ranks of a job node 0 started; node 0 records it and prints its events."""
+    folder = Path(args.join)
+    job_file = (folder / JOB_FILE if folder.is_dir() else folder).resolve()
+    if not job_file.is_file():
+        print(f"medviewer train: {job_file}: no job file to join", file=sys.stderr)
+        return 2
+    ranks = _ranks(args, job_file)
+    print(f"job {job_file.parent}: node {ranks.node_rank} of {ranks.nnodes}", file=sys.stderr)
+    code, _ = _run(job_file, False, ranks=ranks)
+    if code != 0:
+        print(f"error: {stopped_unexpectedly(code)}", file=sys.stderr)
+    return 0 if code == 0 else 1
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        if args.join:
+            return _join(args)
+        _ranks(args, None)  # refused before a job is written
+    except LaunchError as e:
+        print(f"medviewer train: {e}", file=sys.stderr)
+        return 2
     with Workspace.open(args.workspace or default_workspace()) as ws:
         if args.resume:
             folder = Path(args.resume)
@@ -153,7 +199,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 ws.jobs.update(job_id, state="running", pid=pid)
 
         try:
-            code, last = _run(job_file, args.in_process, running)
+            code, last = _run(job_file, args.in_process, running, _ranks(args, job_file))
         except KeyboardInterrupt:
             if job_id is not None:
                 ws.jobs.update(job_id, state="cancelled", message="interrupted")
@@ -177,7 +223,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="retrain a model on confirmed corrections (new version)")
-    p.add_argument("--workspace", type=Path, help="workspace folder (default: user data)")
+    p.add_argument(
+        "--workspace", type=workspace_target, help="workspace folder (default: user data)"
+    )
     p.add_argument("--model", help="model name; training starts from its active version")
     d = TrainConfig()  # the protocol's defaults, shared with the app's Retrain dialog
     p.add_argument("--epochs", type=int, default=d.epochs)
@@ -206,4 +254,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--resume", type=Path, help="continue a killed job (its folder or job.json)")
     p.add_argument("--in-process", action="store_true", help="train in this process (debugging)")
+    p.add_argument(
+        "--nproc", type=int, default=1, help="torchrun ranks on this node (one per GPU; DDP)"
+    )
+    p.add_argument("--nnodes", type=int, default=1, help="nodes that run the job together")
+    p.add_argument("--node-rank", type=int, default=0, help="this node (0 starts the job)")
+    p.add_argument("--rdzv-endpoint", help="HOST:PORT of node 0's c10d rendezvous (several nodes)")
+    p.add_argument(
+        "--join", type=Path, help="run this node's ranks of the job node 0 started (its folder)"
+    )
     p.set_defaults(func=cmd_train)

@@ -11,6 +11,7 @@ from medviewer.cli.imaging import print_catalog
 from medviewer.config import default_workspace
 from medviewer.training.jobs import KIND, as_it_stands, job_folder
 from medviewer.workspace import Workspace
+from medviewer.workspace.location import BLOB_MODES, workspace_target
 
 
 def _open(args: argparse.Namespace, *, readonly: bool = False) -> Workspace:
@@ -144,11 +145,25 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_create(args: argparse.Namespace) -> int:
+    with Workspace.create(args.folder, database=args.database, blobs=args.blobs) as ws:
+        if ws.database is None:
+            print(f"workspace {ws.root}: created (SQLite)")
+        else:
+            print(
+                f"workspace {ws.root}: created on {ws.database} (masks in the "
+                f"{'database' if args.blobs == 'database' else 'folder ' + str(ws.root / 'blobs')}"
+                "); every --workspace of this folder uses it. Passwords come from PGPASSWORD, "
+                "~/.pgpass or a service file, never from the workspace file"
+            )
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--workspace",
-        type=Path,
+        type=workspace_target,
         help="workspace folder (default: $MEDVIEWER_WORKSPACE or user data)",
     )
 
@@ -200,6 +215,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     verdict.add_argument("--reject", action="store_true")
     rev.add_argument("--author", required=True, help="who reviewed (recorded with the status)")
     rev.set_defaults(func=cmd_review)
+
+    team = sub.add_parser("workspace", help="create a workspace (SQLite, or PostgreSQL for a team)")
+    team_sub = team.add_subparsers(dest="workspace_command", required=True)
+    create = team_sub.add_parser(
+        "create", help="a new workspace folder; with --database, on a PostgreSQL server"
+    )
+    create.add_argument("folder", type=Path)
+    create.add_argument(
+        "--database",
+        metavar="URL",
+        help="postgresql://USER@HOST[:PORT]/DATABASE (an empty database); the folder's "
+        "workspace.json then names it (without password)",
+    )
+    create.add_argument(
+        "--blobs",
+        choices=BLOB_MODES,
+        default="database",
+        help="where masks are kept on PostgreSQL: in the database (default) or in FOLDER/blobs "
+        "(a folder every client mounts at the same path)",
+    )
+    create.set_defaults(func=cmd_create)
 
     hist = sub.add_parser("history", parents=[common], help="every revision of one image")
     hist.add_argument("image", help="image id, SOP Instance UID or file path")

@@ -1,8 +1,17 @@
-"""`python -m medviewer.training JOB.json`: one retraining job, progress as JSON lines on stdout.
+"""`python -m medviewer.training [--node-rank R] JOB.json`: one retraining job, progress as JSON
+lines on stdout.
 
-Runs alone or under `torchrun --nproc_per_node=N` (DDP: gloo on the CPU, nccl on GPUs); only
-rank 0 prints, writes checkpoints and registers the new version. Errors a user can fix are one
-{"event": "error"} line and exit code 1, never a traceback.
+Runs alone or as torchrun's ranks (`processes.launch_module` builds the command: one node with
+`--standalone`, several over a c10d rendezvous; DDP: gloo on the CPU, nccl with one GPU per
+local rank). Each rank trains on its DistributedSampler share, gradients are averaged by DDP and
+the training loss over ranks; one rank, the leader (`Dist.leader`: local rank 0 of node 0, node
+0 being `--node-rank 0`, else torchrun's GROUP_RANK 0), validates, broadcasts the score so all
+ranks stop together, prints the events, writes checkpoints and registers the new version: its
+node's stdout carries the job's whole event stream. Other ranks print their failure to stderr.
+A rank that dies ends the job on every rank: torchrun stops a node's other ranks, and ranks on
+other nodes fail at their next collective (a closed connection at once, a hung peer after
+MEDVIEWER_DDP_TIMEOUT_S seconds, else torch's 30 minutes) with one clear error. Errors a user
+can fix are one {"event": "error"} line and exit code 1, never a traceback.
 
 The job file and the events are defined in `medviewer.training.protocol` (JobRequest and one
 type per event); the version is registered by `medviewer.models.versions.register_version`.
@@ -13,10 +22,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +53,7 @@ from medviewer.training.protocol import (
 )
 from medviewer.training.trainer import Dist, Emit, device_for, fit
 from medviewer.workspace import Workspace, WorkspaceError, training_snapshot
+from medviewer.workspace.location import WORKSPACE_FILE
 from medviewer.workspace.store import DB_NAME
 
 
@@ -65,7 +77,8 @@ def run_job(
     if done is not None:
         emit(done)
         return done
-    if not (Path(job.workspace) / DB_NAME).is_file():
+    folder = Path(job.workspace)
+    if not ((folder / DB_NAME).is_file() or (folder / WORKSPACE_FILE).is_file()):
         raise TrainingError(f"{job.workspace}: no medviewer workspace here ({DB_NAME} is missing)")
     with Workspace.open(job.workspace) as ws:
         model, spec, from_version = load_version(ws, job.model)
@@ -180,11 +193,12 @@ def _compare_and_register(
     )
 
 
-def _distributed(preference: str = "auto") -> Dist:
+def _distributed(preference: str = "auto", node_rank: int | None = None) -> Dist:
     """Join the torchrun group when started by torchrun (WORLD_SIZE > 1): nccl with one GPU per
     rank (its LOCAL_RANK) when the job's device is a GPU, gloo on the CPU when it is the CPU,
     whether or not the machine has GPUs. More ranks on this machine than GPUs is refused (by
-    `device_for`, with both counts) before anything joins the group."""
+    `device_for`, with both counts) before anything joins the group. On several nodes the
+    ranks agree which of them leads (`_leads`; exactly one must)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist()
@@ -193,24 +207,59 @@ def _distributed(preference: str = "auto") -> Dist:
     device = device_for(preference, dist, int(os.environ.get("LOCAL_WORLD_SIZE", world)))
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    timeout = os.environ.get("MEDVIEWER_DDP_TIMEOUT_S")
+    if timeout:
+        torch.distributed.init_process_group(backend, timeout=timedelta(seconds=float(timeout)))
+    else:
+        torch.distributed.init_process_group(backend)
+    if int(os.environ.get("GROUP_WORLD_SIZE", "1")) == 1:
+        return dist  # one node: its rank 0 leads
+    # c10d numbers the nodes in no fixed order: find the global rank of node 0's local rank 0.
+    leads = _leads(node_rank)
+    found = torch.tensor([rank if leads else 0, int(leads)], device=device)
+    torch.distributed.all_reduce(found)
+    leader, leaders = (int(v) for v in found.tolist())
+    if leaders != 1:
+        raise TrainingError(
+            f"{leaders} nodes of this job were started as node 0; start each node with its "
+            "own node rank (medviewer train --node-rank R), node 0 on the rendezvous host"
+        )
+    return dataclasses.replace(dist, leader=leader)
+
+
+def _node_rank(argv: list[str]) -> tuple[int | None, list[str]]:
+    """`--node-rank R` (put first by `processes.launch_module`) and the arguments after it."""
+    if len(argv) >= 2 and argv[0] == "--node-rank" and argv[1].isdigit():
+        return int(argv[1]), argv[2:]
+    return None, argv
+
+
+def _leads(node_rank: int | None) -> bool:
+    """Is this process the job's leader (see the module docstring)? Known before any group is
+    joined, so the leader alone reports even a failure to join."""
+    if node_rank is None:
+        node_rank = int(os.environ.get("GROUP_RANK", "0"))
+    return node_rank == 0 and int(os.environ.get("LOCAL_RANK", "0")) == 0
 
 
 def main(argv: list[str] | None = None, emit: Emit | None = None) -> int:
     """Run the job file named in argv; events go to `emit` (default: JSON lines on stdout)."""
     argv = sys.argv[1:] if argv is None else argv
-    rank0 = os.environ.get("RANK", "0") == "0"
-    emit = (emit or print_event) if rank0 else (lambda event: None)
+    node_rank, argv = _node_rank(argv)
+    leads = _leads(node_rank)
+    emit = (emit or print_event) if leads else (lambda event: None)
     started = time.time()
     try:
         if len(argv) != 1:
-            raise TrainingError("usage: python -m medviewer.training JOB.json")
+            raise TrainingError("usage: python -m medviewer.training [--node-rank R] JOB.json")
         job = JobRequest.read(argv[0])
-        run_job(job, emit, _distributed(job.train.device))
+        run_job(job, emit, _distributed(job.train.device, node_rank))
         return 0
     except Exception as e:  # noqa: BLE001 - every failure ends as one error event
         emit(Error(message=_message(e), seconds=time.time() - started))
+        if not leads:  # only the leader prints events; the others say why on stderr
+            print(f"training rank {os.environ.get('RANK')}: {_message(e)}", file=sys.stderr)
         if not _is_human(e):
             traceback.print_exc()  # a bug: the trace goes to stderr, the event to stdout
         return 1
@@ -220,11 +269,32 @@ def main(argv: list[str] | None = None, emit: Emit | None = None) -> int:
 
 def _is_human(e: BaseException) -> bool:
     human = (TrainingError, ModelError, WorkspaceError, ImageLoadError, InferenceError, OSError)
+    if _lost_peer(e):
+        return True
     # safetensors reports a full disk as its own error type, with the OS message inside.
     return isinstance(e, human) or "No space left on device" in str(e)
 
 
+def _lost_peer(e: BaseException) -> bool:
+    """A collective failed: another rank of the job died, hung past the timeout, or cannot be
+    reached (torch.distributed's errors; gloo reports a dead peer as a closed connection)."""
+    dist_error = getattr(torch.distributed, "DistError", ())
+    return isinstance(e, dist_error) or (
+        isinstance(e, RuntimeError) and "gloo" in str(e).lower() and "connection" in str(e).lower()
+    )
+
+
 def _message(e: BaseException) -> str:
+    if _lost_peer(e):
+        # gloo's first line, less its source location ("[.../pair.cc:561] Connection closed
+        # by peer [127.0.0.1]:47276. This is typically ...").
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0]
+        return (
+            f"another training process of this job stopped or cannot be reached (this is rank "
+            f"{os.environ.get('RANK')} of {os.environ.get('WORLD_SIZE')}), so the job stopped on "
+            f"every rank; resume it once all nodes are up ({type(e).__name__}: {first})"
+        )
     if isinstance(e, OSError) and e.strerror:
         where = f"{e.filename}: " if e.filename else ""
         return f"{where}{e.strerror}" + (" (free some disk space)" if e.errno == 28 else "")

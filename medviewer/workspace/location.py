@@ -59,10 +59,20 @@ def server_folder(url: str) -> Path:
     return default_workspace().parent / "servers" / name
 
 
+def workspace_target(text: str) -> Path | str:
+    """A `--workspace` argument: a postgresql:// URL as given, else a folder path (Path would
+    fold the URL's `//`)."""
+    return text if is_database_url(text) else Path(text)
+
+
 def locate(target: Path | str) -> Location:
     """Where the workspace named by a folder or a URL keeps its database."""
     if is_database_url(target):
-        return Location(server_folder(str(target)), str(target))
+        folder = server_folder(str(target))
+        if not (folder / WORKSPACE_FILE).is_file():  # so that jobs find it by folder too
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(folder / WORKSPACE_FILE, {"database": without_password(str(target))})
+        return Location(folder, str(target))
     root = Path(target).expanduser()
     file = root / WORKSPACE_FILE
     if not file.is_file():

@@ -25,6 +25,13 @@ from medviewer.workspace.schema import SCHEMA_VERSION
 from tests.workspace import pg_server
 
 
+@pytest.fixture(autouse=True)
+def user_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A workspace opened by URL keeps its local folder under the user data: here, tmp."""
+    monkeypatch.setenv("MEDVIEWER_WORKSPACE", str(tmp_path / "user" / "workspace"))
+    return tmp_path / "user"
+
+
 def test_translate_placeholders_like_and_returning() -> None:
     sql, returns = translate("SELECT id FROM images WHERE path LIKE ? AND x = '5%'")
     assert sql == "SELECT id FROM images WHERE path ILIKE %s AND x = '5%%'" and not returns
@@ -79,6 +86,8 @@ def test_create_writes_the_file_and_the_folder_follows_it(
         )
     with Workspace.open(url) as ws:  # the URL alone opens the same database
         assert len(ws.images()) == 3
+        assert locate(ws.root).database == url  # its local folder points at it (jobs)
+        assert ws.root.parent == tmp_path / "user" / "servers"
     with pytest.raises(WorkspaceError, match="already a workspace file"):
         Workspace.create(tmp_path / "team", database=url)
 
@@ -144,3 +153,21 @@ def test_unreachable_server_names_the_database(tmp_path: Path) -> None:
     url = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
     with pytest.raises(WorkspaceError, match="127.0.0.1:1/none.*cannot connect"):
         Workspace.open(url)
+
+
+def test_cli_create_then_every_command_follows_the_folder(
+    tmp_path: Path, postgres_url: str, series_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medviewer.cli import main
+
+    team = tmp_path / "team"
+    assert main(["workspace", "create", str(team), "--database", postgres_url]) == 0
+    assert f"created on {postgres_url}" in capsys.readouterr().out
+    assert main(["import", str(series_dir), "--workspace", str(team)]) == 0
+    assert main(["review", "1", "--approve", "--author", "dr", "--workspace", postgres_url]) == 0
+    capsys.readouterr()
+    assert main(["status", "--json", "--workspace", postgres_url]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["images"] == 3 and status["status"]["approved"] == 1
+    assert main(["workspace", "create", str(team), "--database", postgres_url]) == 2
+    assert "already a workspace file" in capsys.readouterr().err
