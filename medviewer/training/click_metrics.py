@@ -34,6 +34,7 @@ from medviewer.training.protocol import CLICK_DICE_AFTER, VALIDATION_MAX_CLICKS,
 from medviewer.workspace import training_snapshot
 
 if TYPE_CHECKING:
+    from medviewer.training.data import Prepared
     from medviewer.workspace import Workspace
 
 # (image indices, their clicks, their previous label maps) -> the model's label maps
@@ -169,6 +170,32 @@ def validate_clicks(
 
     run = guided_labels(forward, spec, list(images))
     return summarise(click_curves(run, masks, spec, max_clicks, batch_size), max_clicks)
+
+
+SCORE_CLICKS = 3  # a guided model's score weighs its Dice after this many clicks
+
+
+def with_click_score(
+    model: nn.Module,
+    val: Prepared,
+    metrics: dict[str, Any],
+    spec: ModelSpec,
+    device: torch.device | str,
+    batch_size: int = 8,
+) -> dict[str, Any]:
+    """`metrics` (`training.metrics.evaluate`'s, without clicks) with a guided model's click
+    metrics under "clicks" and its score: the mean of its Dice without clicks and after
+    SCORE_CLICKS of the robot's clicks, so the best epoch (and Retrain's comparison with the
+    active version) weighs both uses of one model. The Dice without clicks stays as
+    "score_without_clicks". An unguided model's metrics are returned as they are: clicks
+    cannot change its answer, so the same mean is its score without clicks."""
+    if not spec.guided or metrics.get("mean_dice") is None:
+        return metrics
+    clicks = validate_clicks(model, val.images, list(val.masks), spec, device,
+                             batch_size=batch_size).to_dict()  # fmt: skip
+    after = clicks["dice_after"].get(str(SCORE_CLICKS))
+    score = metrics["score"] if after is None else (metrics["mean_dice"] + after) / 2
+    return {**metrics, "clicks": clicks, "score_without_clicks": metrics["score"], "score": score}
 
 
 def evaluate_clicks(
