@@ -14,6 +14,7 @@ from medviewer.imaging.display import Window
 from medviewer.imaging.person_names import display_name
 
 MARGIN = 8
+SECTIONAL = ("CT", "MR", "PT", "NM")
 TEXT = QColor(235, 225, 170)  # the warm grey-yellow of viewer overlays: readable on any grey
 
 
@@ -101,7 +102,9 @@ class CornerAnnotations(QObject):
         i = self.info
         top_left = [i.patient, f"ID {i.patient_id}" if i.patient_id else "", _date(i.study_date)]
         top_right = [i.study, i.series, " ".join(x for x in (i.modality, i.size) if x)]
-        bottom_left = [f"Slice {i.slice_k}/{i.slice_n}" if i.slice_n else ""]
+        # A cross-sectional series has slices; radiographs and photographs are images.
+        what = "Slice" if i.modality.upper() in SECTIONAL else "Image"
+        bottom_left = [f"{what} {i.slice_k}/{i.slice_n}" if i.slice_n else ""]
         if self.window is not None:
             bottom_left.append(f"W {self.window.width:.0f}  L {self.window.center:.0f}")
         bottom_right = [f"Zoom {self.zoom:.2f}x" if self.zoom else ""]
