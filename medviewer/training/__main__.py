@@ -38,6 +38,7 @@ from medviewer.imaging import ImageLoadError
 from medviewer.inference.errors import InferenceError
 from medviewer.models.errors import ModelError
 from medviewer.models.versions import MANIFEST, learnt_from, load_version, register_version
+from medviewer.training.click_metrics import with_click_score
 from medviewer.training.data import TrainingSet, items_from_manifest, prepare, split_by_patient
 from medviewer.training.errors import TrainingError
 from medviewer.training.metrics import evaluate
@@ -162,6 +163,9 @@ def _compare_and_register(
         old, old_spec, active_version = load_version(ws, job.model)
         old_val = val if old_spec == spec else prepare(ws, split.val, old_spec)
         active_metrics = evaluate(old, TrainingSet(old_val), old_spec, device, job.train.batch_size)
+        # A guided version is judged with clicks too, as the trainer scores the new one.
+        active_metrics = with_click_score(old, old_val, active_metrics, old_spec, device,
+                                          job.train.batch_size)  # fmt: skip
     better = active_metrics is None or result.metrics["score"] > active_metrics["score"]
     metrics = {
         "validation": result.metrics,
