@@ -1,6 +1,8 @@
-"""Processes a workspace meets: is a pid still ours and alive, and killing a whole job's tree.
+"""Processes a workspace meets: how a module is started (alone, or as torchrun ranks), is a pid
+still ours and alive, and killing a whole job's tree.
 
-Used by the blob store (temp files of dead writers) and the training job manager.
+Used by the blob store (temp files of dead writers), the training job manager and `medviewer
+train`.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import os
 import runpy
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,73 @@ def run_module_argv(argv: list[str]) -> bool:
     sys.argv = [argv[1], *argv[2:]]
     runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
     return True
+
+
+class LaunchError(ValueError):
+    """A distributed launch asked for is impossible (no ranks, a node rank out of range, ...)."""
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """The processes one job runs as: `nproc` per node on `nnodes` nodes. One process in all is
+    a plain `python -m`; more are torchrun's ranks (one per GPU, or gloo ranks on the CPU). On
+    several nodes every node runs the same command with its own `node_rank` and the same
+    `rdzv_endpoint` (HOST:PORT of node 0, which hosts the c10d rendezvous store) and `rdzv_id`."""
+
+    nproc: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    rdzv_endpoint: str | None = None
+    rdzv_id: str = "medviewer"
+
+    @property
+    def world(self) -> int:
+        return self.nproc * self.nnodes
+
+    def check(self) -> Ranks:
+        if self.nproc < 1 or self.nnodes < 1:
+            raise LaunchError(
+                f"a job needs at least one process on one node, not {self.nproc} on {self.nnodes}"
+            )
+        if not 0 <= self.node_rank < self.nnodes:
+            raise LaunchError(
+                f"node rank {self.node_rank} is out of range for {self.nnodes} node(s) "
+                f"(0 to {self.nnodes - 1})"
+            )
+        if self.nnodes > 1:
+            host, _, port = (self.rdzv_endpoint or "").rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise LaunchError(
+                    f"{self.nnodes} nodes meet at a rendezvous endpoint HOST:PORT (node 0's "
+                    f"address and a free port), not {self.rdzv_endpoint!r}"
+                )
+        return self
+
+
+def launch_module(module: str, ranks: Ranks | None = None) -> list[str]:
+    """The command line that runs `module` as `ranks` say: `python_module(module)` for one
+    process, else torchrun (itself a `python -m`) with `--no-python` starting each rank as
+    `python_module(module)`, so the venv and the frozen app start ranks as they start one job.
+    The module is told its node rank (`--node-rank R`, before the caller's arguments): with c10d
+    the global ranks are handed out in no fixed order, and the module decides by it which rank
+    on which node leads (`training.__main__`)."""
+    ranks = (ranks or Ranks()).check()
+    if ranks.world == 1:
+        return python_module(module)
+    run = [*python_module("torch.distributed.run"), f"--nproc-per-node={ranks.nproc}"]
+    if ranks.nnodes == 1:
+        # A rendezvous on a free loopback port of its own: no port to choose or collide on.
+        run += ["--standalone", "--nnodes=1"]
+    else:
+        host = "true" if ranks.node_rank == 0 else "false"  # node 0 hosts the store
+        run += [
+            f"--nnodes={ranks.nnodes}",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={ranks.rdzv_endpoint}",
+            f"--rdzv-id={ranks.rdzv_id}",
+            f"--rdzv-conf=is_host={host}",
+        ]
+    return [*run, "--no-python", *python_module(module), "--node-rank", str(ranks.node_rank)]
 
 
 def new_group_options() -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from medviewer.config import default_workspace
-from medviewer.processes import LaunchError, Ranks, launch_module
+from medviewer.processes import LaunchError, Ranks, launch_module, python_module
 from medviewer.training.errors import TrainingError
 from medviewer.training.jobs import KIND, job_folder, rendezvous_id, stopped_unexpectedly
 from medviewer.training.protocol import (
@@ -124,7 +124,11 @@ def _run(
 
         on_start(os.getpid())
         return main([str(job_file)], emit=emit), (last or [None])[0]
-    cmd = [*launch_module("medviewer.training", ranks), str(job_file)]
+    one = ranks is None or ranks.world == 1
+    trainer = (
+        python_module("medviewer.training") if one else launch_module("medviewer.training", ranks)
+    )
+    cmd = [*trainer, str(job_file)]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1) as proc:
         assert proc.stdout is not None
         on_start(proc.pid)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -27,10 +28,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medviewer.processes import (
+    LaunchError,
+    Ranks,
     group_alive,
     is_our_job,
+    launch_module,
     new_group_options,
-    python_module,
     signal_tree,
 )
 from medviewer.training.errors import TrainingError
@@ -56,13 +59,15 @@ if TYPE_CHECKING:
 Listener = Callable[[int, Event], None]
 KIND = "training"
 STDOUT, STDERR = "stdout.log", "stderr.log"
-TRAINER = tuple(python_module("medviewer.training"))
+TRAINER_MODULE = "medviewer.training"
 OUT_OF_MEMORY = "training ran out of memory; try a smaller batch size"
 # A job recorded as running whose process is gone: whoever ran it (the app, `medviewer train`)
 # closed, crashed or was killed before it could record how the job ended.
 APP_DIED = "interrupted: its process ended while nobody was there to record how"
 _OOM_SIGNS = ("out of memory", "can't allocate memory", "signal 9 (sigkill)", "memoryerror")
 _POLL = 0.05  # seconds between looks at a quiet log
+# torchrun's summary of the rank that failed first (its "Root Cause" on stderr).
+_ROOT_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.S)
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +107,9 @@ class JobManager:
         throttle: float = 0.5,
     ) -> None:
         self.ws = ws
-        self.command = list(command or TRAINER)
+        # The trainer's command; by default `processes.launch_module` builds it for each job's
+        # ranks. A command given here (tests) is used for every job as it is.
+        self.command = list(command) if command else None
         self.grace = grace  # seconds between SIGTERM and SIGKILL on cancel
         self.throttle = throttle  # at most one batch progress write per this many seconds
         self._listeners: list[Listener] = [on_event] if on_event else []
@@ -122,13 +129,16 @@ class JobManager:
     def folder(self, job_id: int) -> Path:
         return job_folder(self.ws, job_id)
 
-    def start(self, model: str, **options: Any) -> JobRecord:
+    def start(self, model: str, ranks: Ranks | None = None, **options: Any) -> JobRecord:
         """Write the job file and start the trainer on it; one job per model at a time.
         `options` are those of `JobRequest` (see protocol.OPTIONS), checked before anything
-        starts."""
+        starts. `ranks`: torchrun's processes (one per GPU, or CPU ranks; on several nodes,
+        this one is node 0 and each other node runs `medviewer train --join` on the job);
+        by default one process."""
         try:
             JobRequest.create(self.ws.root, model, **options)
-        except TrainingError as e:
+            self._command(ranks)
+        except (TrainingError, LaunchError) as e:
             raise JobError(str(e)) from e
         if self._closing.is_set():
             raise JobError("this job manager is closed; open the workspace's jobs again")
@@ -145,15 +155,20 @@ class JobManager:
                 folder.mkdir(parents=True, exist_ok=True)
                 request = JobRequest.create(self.ws.root.resolve(), model, folder, **options)
                 request.write(folder / JOB_FILE)
-                return self._launch(job.id, model, folder, offset=0)
+                return self._launch(job.id, model, folder, offset=0, ranks=ranks)
             except OSError as e:
                 message = f"{folder}: cannot start the training: {e.strerror or e}"
                 self.ws.jobs.update(job.id, state="failed", message=message)
                 raise JobError(message) from e
 
-    def resume(self, job_id: int) -> JobRecord:
+    def resume(self, job_id: int, ranks: Ranks | None = None) -> JobRecord:
         """Start a failed or cancelled job again on its run folder; the trainer carries on from
-        the last epoch it saved there."""
+        the last epoch it saved there (on any number of ranks: a checkpoint does not depend on
+        them)."""
+        try:
+            self._command(ranks)
+        except LaunchError as e:
+            raise JobError(str(e)) from e
         with self._lock:
             job = self.ws.jobs.get(job_id)
             if job.state not in ("failed", "cancelled"):
@@ -169,7 +184,7 @@ class JobManager:
             out = folder / STDOUT
             offset = out.stat().st_size if out.exists() else 0
             try:
-                return self._launch(job_id, job.model_name or "", folder, offset)
+                return self._launch(job_id, job.model_name or "", folder, offset, ranks)
             except OSError as e:
                 raise JobError(f"{folder}: cannot start the training: {e.strerror or e}") from e
 
@@ -259,11 +274,18 @@ class JobManager:
 
     # -- processes ---------------------------------------------------------------------
 
-    def _launch(self, job_id: int, model: str, folder: Path, offset: int) -> JobRecord:
+    def _command(self, ranks: Ranks | None, folder: Path | None = None) -> list[str]:
+        if ranks is not None and folder is not None:
+            ranks = replace(ranks, rdzv_id=rendezvous_id(folder))
+        return self.command or launch_module(TRAINER_MODULE, ranks)
+
+    def _launch(
+        self, job_id: int, model: str, folder: Path, offset: int, ranks: Ranks | None = None
+    ) -> JobRecord:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(folder / STDOUT, "ab") as out, open(folder / STDERR, "wb") as err:
             proc = subprocess.Popen(
-                [*self.command, str(folder / JOB_FILE)],
+                [*self._command(ranks, folder), str(folder / JOB_FILE)],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
@@ -384,6 +406,8 @@ class JobManager:
         stderr = _tail(run.folder / STDERR)
         said = run.error.message if run.error else ""
         error = run.error.to_dict() if run.error else None
+        if not said and code is not None and (lost := rank_failure(stderr)):
+            return "failed", lost, None  # under torchrun: another rank failed first
         sigkill = -getattr(signal, "SIGKILL", 9)
         if code == sigkill or any(s in (said + stderr).lower() for s in _OOM_SIGNS):
             return "failed", OUT_OF_MEMORY, error
@@ -419,6 +443,12 @@ def job_folder(ws: Workspace, job_id: int) -> Path:
     return ws.root.resolve() / "jobs" / str(job_id)
 
 
+def rendezvous_id(folder: Path) -> str:
+    """The c10d rendezvous id of a job's nodes: its folder's name (`jobs/<id>`), which every
+    node reaching the workspace sees alike."""
+    return f"job-{folder.name}"
+
+
 def as_it_stands(ws: Workspace, job: JobRecord) -> JobRecord:
     """The job as it really stands. One recorded as queued or running whose process is gone
     (not alive, or alive but running something else now) has ended: finished when its run
@@ -445,6 +475,25 @@ def stopped_unexpectedly(code: int) -> str:
     else:
         how = f"exit code {code}" if code else "it ended without a result"
     return f"training stopped unexpectedly ({how})"
+
+
+def rank_failure(stderr: str) -> str | None:
+    """Why a torchrun job ended, from the rank torchrun names as the first to fail (its
+    "Root Cause" on stderr) and what that rank printed (`training rank R: ...`); None when
+    stderr holds no such summary (a job of one process)."""
+    found = _ROOT_CAUSE.search(stderr)
+    if found is None:
+        return None
+    rank, code = found.group(1), int(found.group(2))
+    said = re.findall(rf"^training rank {rank}: (.*)$", stderr, re.M)
+    if said:
+        how = f"failed: {said[-1]}"
+    else:
+        how = stopped_unexpectedly(code).removeprefix("training ")
+    message = f"training rank {rank} {how} and every rank of the job stopped with it"
+    if code == -getattr(signal, "SIGKILL", 9):
+        message += "; if nothing killed it, it ran out of memory: try a smaller batch size"
+    return message
 
 
 def _result(folder: Path) -> Done | None:
