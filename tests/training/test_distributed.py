@@ -169,6 +169,14 @@ def test_torchrun_commands_for_one_and_several_nodes() -> None:
     assert "--rdzv-conf=is_host=false" in two and "--nnodes=2" in two
 
 
+def test_a_frozen_app_starts_torchrun_and_its_ranks_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    command = launch_module("m", Ranks(nproc=2))
+    assert command[:3] == [sys.executable, "--run-module", "torch.distributed.run"]
+    rank = command[command.index("--no-python") + 1 :]
+    assert rank == [sys.executable, "--run-module", "m", "--node-rank", "0"]
+
+
 @pytest.mark.parametrize(
     ("ranks", "says"),
     [
