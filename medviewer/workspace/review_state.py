@@ -92,6 +92,7 @@ def save_mask_edit(ws: Workspace, state: ReviewState, mask: np.ndarray, author: 
         source="human",
         author=author,
         parent_id=state.mask_revision.id if state.mask_revision else None,
+        checked=True,  # another clinician's save since then: both kept, flagged a conflict
     )
     state.mask_revision = rev
     return rev
@@ -109,6 +110,7 @@ def save_mask_edits(
         ],
         source="human",
         author=author,
+        checked=True,
     )
     for (state, _), rev in zip(edits, revs):
         state.mask_revision = rev

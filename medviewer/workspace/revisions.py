@@ -25,6 +25,7 @@ KINDS = ("mask", "labels", "status")
 SOURCES = ("ai", "human", "import", "ai-propagated")
 STATUSES = ("unreviewed", "in_progress", "approved", "rejected")
 HUMAN_SOURCES = ("human", "import")
+REVIEW_DECISIONS = ("approved", "rejected")  # a reviewer's; they also settle a conflict
 AI_SOURCES = ("ai", "ai-propagated")
 
 
@@ -121,18 +122,19 @@ class Revisions:
         summary: dict[str, Any] | None = None,
         parent_id: int | None = None,
         num_classes: int | None = None,
+        checked: bool = False,
     ) -> Revision:
         """Store a uint8 label map at the image's native size as a new revision; an AI
-        proposal is stored once per model version (see `_insert`)."""
+        proposal is stored once per model version (see `_insert`). `checked`: `parent_id` is
+        the revision the editor started from (None: an image without mask), and a human or
+        imported mask saved since by someone else flags the image a conflict (`_parent_of`)."""
         mask = self._checked_mask(image_id, mask, num_classes)
         digest = self.ws.blobs.put(mask)  # durable before the row exists
         full_summary = {"pixels": mask_summary(mask), **(summary or {})}
-        if parent_id is None:
-            parent = self.latest(image_id, "mask")
-            parent_id = parent.id if parent else None
         return self._insert(
-            image_id, "mask", source, author, model, parent_id, digest, {}, full_summary
-        )
+            image_id, "mask", source, author, model, parent_id, digest, {}, full_summary,
+            checked=checked,
+        )  # fmt: skip
 
     def save_masks(
         self,
@@ -140,30 +142,30 @@ class Revisions:
         *,
         source: str,
         author: str,
+        checked: bool = False,
     ) -> list[Revision]:
         """Many images' masks, each (image id, mask, parent revision id or None for the
         latest), as revisions that land together (the slices one volume edit changed): every
         mask is checked and every blob durable first, then all rows commit in one transaction
-        or none does. Human or imported masks only (an AI proposal is `save_mask`'s)."""
+        or none does. Human or imported masks only (an AI proposal is `save_mask`'s).
+        `checked` as for `save_mask`: each parent is where the editor started."""
         if source in AI_SOURCES:
             raise ValueError(f"save_masks stores human or imported masks, not {source!r}")
         _check_source(source, author)
-        checked = [(i, self._checked_mask(i, m, None), parent) for i, m, parent in masks]
-        digests = [self.ws.blobs.put(mask) for _, mask, _ in checked]  # durable before rows
+        masks_in = [(i, self._checked_mask(i, m, None), parent) for i, m, parent in masks]
+        digests = [self.ws.blobs.put(mask) for _, mask, _ in masks_in]  # durable before rows
         now = time.time()
         saved: list[Revision] = []
-        with self.ws.transaction(f"save the masks of {len(checked)} images") as db:
-            for image_id in sorted({i for i, _, _ in checked}):  # one order: no deadlock
+        with self.ws.transaction(f"save the masks of {len(masks_in)} images") as db:
+            for image_id in sorted({i for i, _, _ in masks_in}):  # one order: no deadlock
                 db.lock(f"image {image_id}")
-            for (image_id, mask, parent_id), digest in zip(checked, digests):
-                if parent_id is None:
-                    parent = self.latest(image_id, "mask")
-                    parent_id = parent.id if parent else None
+            for (image_id, mask, parent_id), digest in zip(masks_in, digests):
+                parent_id, conflict = _parent_of(db, image_id, "mask", parent_id, checked, source)
                 rev = Revision(
                     0, image_id, "mask", source, author, None, None, now, parent_id, digest,
                     {}, {"pixels": mask_summary(mask)},
                 )  # fmt: skip
-                saved.append(_insert_row(db, rev))
+                saved.append(_insert_row(db, rev, conflict))
         return saved
 
     def _checked_mask(self, image_id: int, mask: np.ndarray, num_classes: int | None) -> np.ndarray:
@@ -197,35 +199,17 @@ class Revisions:
     ) -> Revision:
         """Per-image labels (name -> present); AI revisions add probabilities in `summary`."""
         self.ws.image(image_id)
-        parent = self.latest(image_id, "labels")
         payload = {"labels": {str(k): bool(v) for k, v in labels.items()}}
         return self._insert(
-            image_id,
-            "labels",
-            source,
-            author,
-            model,
-            parent.id if parent else None,
-            None,
-            payload,
-            summary or {},
+            image_id, "labels", source, author, model, None, None, payload, summary or {}
         )
 
     def set_status(self, image_id: int, status: str, *, author: str) -> Revision:
         if status not in STATUSES:
             raise ValueError(f"unknown review status {status!r}; valid: {', '.join(STATUSES)}")
         self.ws.image(image_id)
-        parent = self.latest(image_id, "status")
         return self._insert(
-            image_id,
-            "status",
-            "human",
-            author,
-            None,
-            parent.id if parent else None,
-            None,
-            {"status": status},
-            {},
+            image_id, "status", "human", author, None, None, None, {"status": status}, {}
         )
 
     def _insert(
@@ -239,15 +223,23 @@ class Revisions:
         blob: str | None,
         payload: dict[str, Any],
         summary: dict[str, Any],
+        *,
+        checked: bool = False,
     ) -> Revision:
+        """One revision; `parent_id` None: the latest of its kind (read under the image's
+        lock), unless `checked` (see `save_mask`)."""
         _check_source(source, author)
         name, version = model if model else (None, None)
-        rev = Revision(
-            0, image_id, kind, source, author, name, version, time.time(), parent_id, blob,
-            payload, summary,
-        )  # fmt: skip
-        with self.ws.transaction(f"save the {kind} of image {image_id}") as db:
+        what = f"save the {kind} of image {image_id}"
+        if kind == "status" and payload["status"] in REVIEW_DECISIONS:
+            what = f"{payload['status'][:-1]} image {image_id}"  # approve / reject
+        with self.ws.transaction(what) as db:
             db.lock(f"image {image_id}")
+            parent_id, conflict = _parent_of(db, image_id, kind, parent_id, checked, source)
+            rev = Revision(
+                0, image_id, kind, source, author, name, version, time.time(), parent_id, blob,
+                payload, summary,
+            )  # fmt: skip
             # One AI revision per (image, kind, model, version): two `infer` runs at once both
             # find the image undone; the check and the insert share one write lock, so the
             # second gets the first's revision back (its blob, if unused, is cleaned later).
@@ -260,7 +252,7 @@ class Revisions:
                 ).fetchone()
                 if found is not None:
                     return _revision(found)
-            return _insert_row(db, rev)
+            return _insert_row(db, rev, conflict)
 
     # -- read --------------------------------------------------------------------------
 
@@ -367,14 +359,45 @@ def _check_source(source: str, author: str) -> None:
         raise ValueError("every revision needs an author")
 
 
-def _insert_row(db: Any, rev: Revision) -> Revision:
-    """Insert one revision row inside the caller's transaction; the revision with its id."""
+def _parent_of(
+    db: Any, image_id: int, kind: str, parent_id: int | None, checked: bool, source: str
+) -> tuple[int | None, bool | None]:
+    """The parent to store and whether the save is a conflict (None: the flag stays as it
+    is), read inside the caller's transaction under the image's lock. A checked human save
+    conflicts when a human or imported mask newer than the revision it started from exists
+    (another clinician saved meanwhile): both stay, and the image is flagged for the reviewer;
+    a checked save from the newest such mask clears the flag. A later AI proposal is no
+    conflict: it never replaces confirmed truth (`confirmed_revision`)."""
+    if not checked:
+        if parent_id is None:
+            row = db.execute(
+                "SELECT max(id) FROM revisions WHERE image = ? AND kind = ?", (image_id, kind)
+            ).fetchone()
+            parent_id = row[0] if row else None
+        return parent_id, None
+    if source not in HUMAN_SOURCES:
+        return parent_id, None
+    newer = db.execute(
+        "SELECT count(*) FROM revisions WHERE image = ? AND kind = ? AND source IN (?, ?)"
+        " AND id > ?",
+        (image_id, kind, *HUMAN_SOURCES, parent_id or 0),
+    ).fetchone()[0]
+    return parent_id, newer > 0
+
+
+def _insert_row(db: Any, rev: Revision, conflict: bool | None = None) -> Revision:
+    """Insert one revision row inside the caller's transaction; the revision with its id.
+    `conflict`: set (True) or clear (False) the image's conflict flag; None leaves it."""
     cur = db.execute(
         "INSERT INTO revisions (image, kind, source, author, model_name, model_version,"
         " created_at, parent, blob, payload, summary) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         (*_row_values(rev), json.dumps(rev.payload), json.dumps(rev.summary)),
     )
     _update_image_state(db, rev)
+    if rev.kind == "status" and rev.status in REVIEW_DECISIONS:
+        conflict = False  # the reviewer has decided
+    if conflict is not None:
+        db.execute("UPDATE images SET conflict = ? WHERE id = ?", (int(conflict), rev.image_id))
     return replace(rev, id=cur.lastrowid)
 
 

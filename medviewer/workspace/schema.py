@@ -116,6 +116,22 @@ MIGRATIONS: list[str] = [
     ALTER TABLE images ADD COLUMN content_hash TEXT;
     CREATE INDEX images_content ON images(content_hash) WHERE content_hash IS NOT NULL;
     """,
+    # 3: many clinicians at once (`leases`, `revisions`). Who has an image open (one row per
+    # client, kept alive by heartbeats, gone when it expires) and the flag a concurrent edit of
+    # the same image sets for the reviewer (both revisions stay).
+    """
+    ALTER TABLE images ADD COLUMN conflict INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX images_conflict ON images(conflict) WHERE conflict = 1;
+    CREATE TABLE leases (
+        image INTEGER NOT NULL REFERENCES images(id),
+        client TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        since REAL NOT NULL,
+        heartbeat REAL NOT NULL,
+        expires REAL NOT NULL,
+        PRIMARY KEY (image, client)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -139,6 +155,16 @@ DIALECT_STEPS: dict[str, dict[int, str]] = {
             data BYTEA NOT NULL,
             created_at DOUBLE PRECISION NOT NULL
         );
+        """,
+        # Each committed revision wakes the other clients (`changes.ChangeFeed`): its image id.
+        3: """
+        CREATE FUNCTION medviewer_notify_revision() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('medviewer_revisions', NEW.image::text);
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER revisions_notify AFTER INSERT ON revisions
+            FOR EACH ROW EXECUTE FUNCTION medviewer_notify_revision();
         """,
     },
 }

@@ -75,6 +75,8 @@ class ImageRow:
     ai_uncertainty: float | None
     last_author: str | None
     last_time: float | None
+    # Two clinicians saved masks of this image from the same start: both kept, for the reviewer.
+    conflict: bool = False
 
 
 @dataclasses.dataclass
@@ -86,6 +88,7 @@ class ImageQuery:
     modality: str | None = None
     series_uid: str | None = None
     text: str | None = None  # matched against patient, study, series and path
+    conflict: bool | None = None  # only images flagged (True) or not (False) as a conflict
     order: str = "study"  # study | uncertainty | probability | last_edited
     descending: bool = False
     limit: int | None = None
@@ -109,7 +112,7 @@ _IMAGE_SELECT = """
 SELECT i.id, i.path, i.frame, i.rows, i.columns, p.patient_id, p.name, st.uid, st.description,
        se.uid, se.description, se.modality, i.position, i.status, i.status_author,
        i.status_time, i.ai_finding, i.ai_probability, i.ai_uncertainty, i.last_author,
-       i.last_time
+       i.last_time, i.conflict
 FROM images i JOIN series se ON se.id = i.series JOIN studies st ON st.id = se.study
 JOIN patients p ON p.id = st.patient
 """
@@ -118,6 +121,7 @@ JOIN patients p ON p.id = st.patient
 def _row(r: tuple) -> ImageRow:
     values = list(r)
     values[16] = None if r[16] is None else bool(r[16])
+    values[21] = bool(r[21])
     return ImageRow(*values)
 
 
@@ -266,6 +270,11 @@ class Workspace:
             ws.close()
             raise
         return ws
+
+    def acting_user(self, typed: str) -> str:
+        """Who acts: on PostgreSQL the server login (`current_user`; a typed name does not
+        count), on SQLite the name given."""
+        return self.db.user if self.database is not None else typed
 
     @property
     def dialect(self) -> str:
@@ -452,6 +461,9 @@ class Workspace:
         if q.ai_finding is not None:
             where.append("i.ai_finding = ?")
             args.append(int(q.ai_finding))
+        if q.conflict is not None:
+            where.append("i.conflict = ?")
+            args.append(int(q.conflict))
         if q.modality:
             where.append("se.modality = ?")
             args.append(q.modality)
