@@ -165,6 +165,7 @@ def test_worklist_names_the_model_and_unnamed_patients(window, qtbot, tmp_path) 
     add_model(window.ws, spec, None)
     window.host.start()
     qtbot.waitUntil(lambda: window.host.versions.get("ct-only") == "v1", timeout=60_000)
+    qtbot.waitUntil(lambda: window.device_label.text() == "CPU", timeout=60_000)  # loaded
     window.refresh_worklist()
     model = window.worklist.model
     assert COLUMNS[MODEL_COLUMN] == "Model"
@@ -173,7 +174,7 @@ def test_worklist_names_the_model_and_unnamed_patients(window, qtbot, tmp_path) 
         return model.data(model.index(row, column), Qt.ItemDataRole.DisplayRole)
 
     rows = {r.modality: i for i, r in enumerate(model.rows)}
-    qtbot.waitUntil(lambda: cell(rows["CT"], MODEL_COLUMN) == "ct-only", timeout=10_000)
+    qtbot.waitUntil(lambda: cell(rows["CT"], MODEL_COLUMN) == "ct-only", timeout=30_000)
     assert cell(rows["MR"], MODEL_COLUMN) == "\u2014"  # no model reads it
     assert cell(rows["MR"], 0) == "Unnamed (mr.dcm)"
     assert cell(rows["CT"], 0) == "Test, Patient"
