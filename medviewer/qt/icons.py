@@ -39,6 +39,9 @@ NAMES = {
     "pacs_open": "mdi6.cloud-download",
     "pacs_send": "mdi6.cloud-upload",
     "theme": "mdi6.theme-light-dark",
+    "layout_single": "mdi6.square-outline",
+    "layout_mpr": "mdi6.view-column-outline",
+    "layout_2x2": "mdi6.view-grid-outline",
 }
 # Review verdicts keep their meaning in any theme.
 FIXED_COLOURS = {"approve": "#3fb950", "reject": "#f85149"}

@@ -59,6 +59,9 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     _s("contours", "C", "Mask as contours", VIEW),
     _s("compare", "V", "Show the AI proposal beside your mask", VIEW),
     _s("reset_view", "Ctrl+0", "Fit the image to the view", VIEW),
+    _s("layout_single", "Ctrl+1", "Layout: 1 view", VIEW),
+    _s("layout_mpr", "Ctrl+3", "Layout: 3 planes of the series' volume", VIEW),
+    _s("layout_2x2", "Ctrl+4", "Layout: 2x2 (3 planes and the slice)", VIEW),
     _s("cheat_sheet", "F1", "Keyboard and mouse cheat sheet", VIEW),
     _s("next_slice", ("Down", "PgDown"), "Next slice of the series", NAVIGATE),
     _s("previous_slice", ("Up", "PgUp"), "Previous slice of the series", NAVIGATE),
@@ -115,14 +118,20 @@ def action(
 
     `text` is the short label a toolbar or menu shows; the tooltip says what it does and its
     key. The slot gets no arguments (checkable actions read their own state)."""
-    s = shortcut(command)
-    a = QAction(text or s.text, parent)
-    a.setObjectName(f"action_{command}")
+    a = QAction(text or shortcut(command).text, parent)
     a.setCheckable(checkable)
+    bind(a, command)
+    if slot is not None:
+        a.triggered.connect(lambda _=False: slot())
+    return a
+
+
+def bind(a: QAction, command: str) -> None:
+    """Give an action (made here or elsewhere, e.g. the layouts') the table's keys, tooltip
+    and icon for `command`."""
+    s = shortcut(command)
+    a.setObjectName(f"action_{command}")
     a.setShortcuts([QKeySequence(k) for k in s.keys])
     a.setToolTip(tooltip(command))
     a.setStatusTip(s.text)
     icons.attach(a, command)
-    if slot is not None:
-        a.triggered.connect(lambda _=False: slot())
-    return a

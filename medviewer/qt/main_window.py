@@ -255,7 +255,9 @@ class MainWindow(QMainWindow):
         layouts = getattr(self, "layout_actions", None)  # the three-plane layouts, if built
         if layouts:
             view.addSeparator()
-            for action in layouts.values():
+            for name, action in layouts.items():
+                keymap.bind(action, f"layout_{name}")  # the keys of the one table
+                self.actions_by_command[f"layout_{name}"] = action
                 view.addAction(action)
         for action in view.actions():
             if not action.isSeparator() and action.text():  # not the toolbar's widgets
