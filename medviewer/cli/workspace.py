@@ -159,6 +159,15 @@ def cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grant(args: argparse.Namespace) -> int:
+    from medviewer.workspace.roles import grant
+
+    with _open(args) as ws:
+        grant(ws, args.user, args.role)
+        print(f"{args.user} is now a {args.role} of {ws.where}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -236,6 +245,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "(a folder every client mounts at the same path)",
     )
     create.set_defaults(func=cmd_create)
+    grant = team_sub.add_parser(
+        "grant",
+        parents=[common],
+        help="make a PostgreSQL login an annotator or a reviewer (the server enforces it)",
+    )
+    grant.add_argument("user", help="the clinician's PostgreSQL login")
+    grant.add_argument("--role", required=True, choices=["annotator", "reviewer"])
+    grant.set_defaults(func=cmd_grant)
 
     hist = sub.add_parser("history", parents=[common], help="every revision of one image")
     hist.add_argument("image", help="image id, SOP Instance UID or file path")

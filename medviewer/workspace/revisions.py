@@ -232,7 +232,8 @@ class Revisions:
         name, version = model if model else (None, None)
         what = f"save the {kind} of image {image_id}"
         if kind == "status" and payload["status"] in REVIEW_DECISIONS:
-            what = f"{payload['status'][:-1]} image {image_id}"  # approve / reject
+            verb = {"approved": "approve", "rejected": "reject"}[payload["status"]]
+            what = f"{verb} image {image_id}"
         with self.ws.transaction(what) as db:
             db.lock(f"image {image_id}")
             parent_id, conflict = _parent_of(db, image_id, kind, parent_id, checked, source)
@@ -393,12 +394,16 @@ def _insert_row(db: Any, rev: Revision, conflict: bool | None = None) -> Revisio
         " created_at, parent, blob, payload, summary) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         (*_row_values(rev), json.dumps(rev.payload), json.dumps(rev.summary)),
     )
+    rev = replace(rev, id=cur.lastrowid)
+    if db.dialect == "postgresql":  # the server may record the login instead (`roles`)
+        author = db.execute("SELECT author FROM revisions WHERE id = ?", (rev.id,)).fetchone()
+        rev = replace(rev, author=author[0])
     _update_image_state(db, rev)
     if rev.kind == "status" and rev.status in REVIEW_DECISIONS:
         conflict = False  # the reviewer has decided
     if conflict is not None:
         db.execute("UPDATE images SET conflict = ? WHERE id = ?", (int(conflict), rev.image_id))
-    return replace(rev, id=cur.lastrowid)
+    return rev
 
 
 def _row_values(rev: Revision) -> tuple:

@@ -230,10 +230,19 @@ class Workspace:
         write_workspace_file(root, database)
         folder = str((root / "blobs").resolve()) if blobs == "folder" else None
         try:
-            return cls._open_server(Location(root, database), readonly=False, blobs=(blobs, folder))
+            ws = cls._open_server(Location(root, database), readonly=False, blobs=(blobs, folder))
         except BaseException:
             (root / WORKSPACE_FILE).unlink(missing_ok=True)
             raise
+        try:
+            from medviewer.workspace.roles import install
+
+            install(ws)  # group roles, grants, row-level security: the server enforces them
+        except BaseException:
+            ws.close()
+            (root / WORKSPACE_FILE).unlink(missing_ok=True)
+            raise
+        return ws
 
     @classmethod
     def _open_server(
