@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from medviewer.atomic import atomic_write_json
+from medviewer.atomic import atomic_write, atomic_write_json
 from medviewer.workspace.errors import NotAWorkspace, WorkspaceError
 
 WORKSPACE_FILE = "workspace.json"
@@ -71,7 +73,10 @@ def locate(target: Path | str) -> Location:
         folder = server_folder(str(target))
         if not (folder / WORKSPACE_FILE).is_file():  # so that jobs find it by folder too
             folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(folder / WORKSPACE_FILE, {"database": without_password(str(target))})
+            text = json.dumps({"database": without_password(str(target))})
+            # Many clients may open the URL at once: each writes its own temp file.
+            tmp = folder / f"{WORKSPACE_FILE}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+            atomic_write(folder / WORKSPACE_FILE, lambda p: p.write_text(text), tmp=tmp)
         return Location(folder, str(target))
     root = Path(target).expanduser()
     file = root / WORKSPACE_FILE

@@ -9,6 +9,13 @@ from medviewer.workspace import Workspace
 from tests.workspace.pg_server import BACKENDS, new_workspace_on
 
 
+@pytest.fixture(autouse=True)
+def user_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A workspace opened by URL keeps its local folder under the user data: here, tmp."""
+    monkeypatch.setenv("MEDVIEWER_WORKSPACE", str(tmp_path / "user" / "workspace"))
+    return tmp_path / "user"
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """Each store a workspace test runs on; PostgreSQL skips where the server is missing."""

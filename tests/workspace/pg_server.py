@@ -57,8 +57,11 @@ def _run_as() -> str | None:
 class PostgresServer:
     """One throw-away cluster; `database()` makes a fresh database per test."""
 
-    def __init__(self, binaries: Path) -> None:
+    def __init__(self, binaries: Path, *, durable: bool = False) -> None:
+        """`durable`: the server's default fsync and commit settings (benchmarks); the tests
+        turn them off, as nothing need survive a crash there."""
         self.binaries = binaries
+        self.durable = durable
         self.folder = Path(tempfile.mkdtemp(prefix="medviewer-pg-"))
         self.data = self.folder / "data"
         self.port = _free_port()
@@ -81,11 +84,10 @@ class PostgresServer:
             ),
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder}"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            " -c max_connections=200"
-        )
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder}"
+        options += " -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         subprocess.run(
             self._cmd(
                 str(self.binaries / "pg_ctl"), "-D", str(self.data), "-o", options,

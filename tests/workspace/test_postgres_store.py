@@ -25,13 +25,6 @@ from medviewer.workspace.schema import SCHEMA_VERSION
 from tests.workspace import pg_server
 
 
-@pytest.fixture(autouse=True)
-def user_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A workspace opened by URL keeps its local folder under the user data: here, tmp."""
-    monkeypatch.setenv("MEDVIEWER_WORKSPACE", str(tmp_path / "user" / "workspace"))
-    return tmp_path / "user"
-
-
 def test_translate_placeholders_like_and_returning() -> None:
     sql, returns = translate("SELECT id FROM images WHERE path LIKE ? AND x = '5%'")
     assert sql == "SELECT id FROM images WHERE path ILIKE %s AND x = '5%%'" and not returns
