@@ -261,20 +261,20 @@ class Workspace:
         ws.where = ws.database = without_password(location.database)
         try:
             version = check(ws.db, ws.where)
+            if readonly and version == 0:
+                raise NotAWorkspace(f"{ws.where}: no medviewer workspace in this database")
             if readonly and version < SCHEMA_VERSION:
-                raise (
-                    _no_database(location.root, [], "without tables") if version == 0
-                    else WorkspaceError(
-                        f"{ws.where}: written by an older medviewer; open it once for writing "
-                        "to upgrade"
-                    )
-                )  # fmt: skip
+                raise WorkspaceError(
+                    f"{ws.where}: written by an older medviewer; open it once for writing to "
+                    "upgrade"
+                )
             if not readonly and version < SCHEMA_VERSION:
                 migrate(ws.db, ws.where, blobs=blobs[0], blob_folder=blobs[1])
             mode, folder = blob_storage(ws.db)
-            ws.blobs = DatabaseBlobStore(lambda: ws.db) if mode == "database" else (
-                BlobStore(Path(folder or location.root / "blobs"))
-            )  # fmt: skip
+            if mode == "database":
+                ws.blobs = DatabaseBlobStore(lambda: ws.db)
+            else:  # the shared folder named at creation
+                ws.blobs = BlobStore(Path(folder or location.root / "blobs"))
         except BaseException:
             ws.close()
             raise
@@ -287,7 +287,7 @@ class Workspace:
 
     @property
     def dialect(self) -> str:
-        """ "sqlite" or "postgresql": for the few things only one store has (leases' clock)."""
+        """Which store: "sqlite" or "postgresql" (for the few things only one has)."""
         return "sqlite" if self.database is None else "postgresql"
 
     def __enter__(self) -> Workspace:
