@@ -29,9 +29,9 @@ from medviewer.qt.dialogs.pacs_open import PacsOpenDialog
 from medviewer.qt.dialogs.pacs_send import PacsSendDialog
 from medviewer.qt.dialogs.retrain import JobEvents, RetrainDialog
 from medviewer.qt.inference import RunnerHost
+from medviewer.qt.panels.class_palette import ClassPalette
 from medviewer.qt.panels.labels import LabelsPanel
 from medviewer.qt.panels.models import ModelsPanel
-from medviewer.qt.panels.palette import ClassPalette
 from medviewer.qt.panels.worklist import WorklistPanel
 from medviewer.qt.review import ReviewController
 from medviewer.qt.series_fill import SeriesFill
