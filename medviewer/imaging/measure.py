@@ -152,5 +152,70 @@ def class_volumes(labels: np.ndarray, axes: VolumeAxes) -> dict[int, float]:
     """Class -> volume in mL over a (slices, rows, columns) label volume."""
     if labels.ndim != 3:
         raise MeasureError(f"class volumes are of a 3D label volume, got shape {labels.shape}")
+    return volumes_of_counts(_counts(labels), axes)
+
+
+def volumes_of_counts(counts: dict[int, int], axes: VolumeAxes) -> dict[int, float]:
+    """Class -> mL from voxel counts per class (e.g. summed from each slice's stored pixel
+    counts, without reading the masks); background (0) left out."""
     per_voxel = axes.voxel_mm3 / 1000.0  # mm^3 -> mL
-    return {c: n * per_voxel for c, n in _counts(labels).items()}
+    return {c: n * per_voxel for c, n in counts.items() if c != 0 and n > 0}
+
+
+# -- measurements a clinician keeps with the image -------------------------------------
+
+
+@dataclass(frozen=True)
+class Reading:
+    quantity: str  # "length"; an ROI's "mean", "sd", "min", "max", "area"
+    value: float
+    unit: str  # "mm", "mm2", "px", "HU" or "" (the modality's own values)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A ruler or ellipse ROI drawn on an image: its ends or box corners (y0, x0, y1, x1) in
+    image pixels, and what it read when drawn."""
+
+    kind: Literal["ruler", "ellipse"]
+    points: tuple[float, float, float, float]
+    readings: tuple[Reading, ...]
+    note: str = ""
+
+    @property
+    def text(self) -> str:
+        """'42.0 mm' or 'mean 40.1 HU  SD 3.2  min 31  max 50  area 78 mm2', as shown."""
+        if self.kind == "ruler":
+            r = self.readings[0]
+            return f"{r.value:.1f} {r.unit}"
+        by = {r.quantity: r for r in self.readings}
+        unit = f" {by['mean'].unit}" if by["mean"].unit else ""
+        area = by["area"]
+        return (
+            f"mean {by['mean'].value:.1f}{unit}  SD {by['sd'].value:.1f}  min "
+            f"{by['min'].value:.0f}  max {by['max'].value:.0f}  area {area.value:.0f} "
+            + ("mm\u00b2" if area.unit == "mm2" else "px")
+        )
+
+
+def ruler_measurement(
+    start: tuple[float, float], end: tuple[float, float], spacing: Spacing | None
+) -> Measurement:
+    """A ruler from `start` to `end` ((y, x) pixels), its length by `ruler`."""
+    length = ruler(start, end, spacing)
+    points = (float(start[0]), float(start[1]), float(end[0]), float(end[1]))
+    return Measurement(
+        "ruler", points, (Reading("length", length.value, length.unit),), length.note
+    )
+
+
+def roi_measurement(
+    image: Image, box: tuple[float, float, float, float], modality: str = ""
+) -> Measurement:
+    """An ellipse ROI inscribed in `box` (y0, x0, y1, x1), its statistics by `roi_stats`."""
+    s = roi_stats(image, box, "ellipse", modality)
+    readings = tuple(
+        Reading(q, float(getattr(s, q)), s.unit) for q in ("mean", "sd", "min", "max")
+    ) + (Reading("area", s.area, s.area_unit),)
+    points = tuple(float(v) for v in box)
+    return Measurement("ellipse", points, readings, s.note)  # type: ignore[arg-type]

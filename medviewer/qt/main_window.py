@@ -29,6 +29,7 @@ from medviewer.qt.dialogs.pacs_open import PacsOpenDialog
 from medviewer.qt.dialogs.pacs_send import PacsSendDialog
 from medviewer.qt.dialogs.retrain import JobEvents, RetrainDialog
 from medviewer.qt.inference import RunnerHost
+from medviewer.qt.kept_measures import MeasureKeeper
 from medviewer.qt.panels.class_palette import ClassPalette
 from medviewer.qt.panels.labels import LabelsPanel
 from medviewer.qt.panels.models import ModelsPanel
@@ -104,6 +105,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._connect_look()
         self._connect_volume()
+        self.measures = MeasureKeeper.install(self)  # kept rulers and ROIs, class sizes
         self.refresh_worklist()
         self.models.show_models(ws.models.list())
         self.host.start()

@@ -37,6 +37,7 @@ class ToolController(QObject):
     sig_class_changed = Signal(int)
     sig_status = Signal(str)  # the tool and brush size, for the status bar
     sig_measured = Signal(str)  # a ruler or ROI reading, or why a tool did nothing
+    sig_measurement = Signal(object)  # a finished ruler or ROI (measure.Measurement), to keep
 
     def __init__(self, view: ImageView, review: ReviewController) -> None:
         super().__init__()
@@ -198,33 +199,25 @@ class ToolController(QObject):
         if image is None or self._measure_start is None:
             return
         x0, y0 = self._measure_start
+        found: measure.Measurement | None = None
         try:
             if self.tool == "ruler":
-                length = measure.ruler((y0, x0), (y, x), image.pixel_spacing)
-                text = f"{length.value:.1f} {length.unit}"
-                self.marks.show_line(x0, y0, x, y, text)
-                full = text + (f"  ({length.note})" if length.note else "")
+                found = measure.ruler_measurement((y0, x0), (y, x), image.pixel_spacing)
+                self.marks.show_line(x0, y0, x, y, found.text)
             else:
-                full = text = ""
                 if final or abs(x - x0) + abs(y - y0) > 0:
-                    text = full = self._roi_text(image, (y0, x0, y, x))
-                self.marks.show_ellipse(x0, y0, x, y, text.split("  ")[0])
+                    state = self.review.state
+                    modality = state.image.modality if state is not None else ""
+                    found = measure.roi_measurement(image, (y0, x0, y, x), modality)
+                self.marks.show_ellipse(x0, y0, x, y, found.text.split("  ")[0] if found else "")
+            full = found.text + (f"  ({found.note})" if found.note else "") if found else ""
         except measure.MeasureError as e:
-            full = str(e)
+            full, found = str(e), None
         self.measurement = full
         if final or self.tool == "ruler":
             self.sig_measured.emit(full)
-
-    def _roi_text(self, image, box: tuple[float, float, float, float]) -> str:
-        state = self.review.state
-        modality = state.image.modality if state is not None else ""
-        s = measure.roi_stats(image, box, "ellipse", modality)
-        unit = f" {s.unit}" if s.unit else ""
-        area = f"{s.area:.0f} mm\u00b2" if s.area_unit == "mm2" else f"{s.area:.0f} px"
-        text = (
-            f"mean {s.mean:.1f}{unit}  SD {s.sd:.1f}  min {s.min:.0f}  max {s.max:.0f}  area {area}"
-        )
-        return text + (f"  ({s.note})" if s.note else "")
+        if final and found is not None and (x, y) != (x0, y0):
+            self.sig_measurement.emit(found)  # a click alone measures nothing worth keeping
 
     # -- the brush outline ---------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from medviewer.workspace.errors import MaskMismatch
 if TYPE_CHECKING:
     from medviewer.workspace.store import Workspace
 
-KINDS = ("mask", "labels", "status")
+KINDS = ("mask", "labels", "status", "measurements")
 SOURCES = ("ai", "human", "import", "ai-propagated")
 STATUSES = ("unreviewed", "in_progress", "approved", "rejected")
 HUMAN_SOURCES = ("human", "import")
@@ -202,6 +202,17 @@ class Revisions:
         payload = {"labels": {str(k): bool(v) for k, v in labels.items()}}
         return self._insert(
             image_id, "labels", source, author, model, None, None, payload, summary or {}
+        )
+
+    def save_measurements(
+        self, image_id: int, measurements: list[dict[str, Any]], *, author: str
+    ) -> Revision:
+        """The image's ruler and ROI measurements as they stand now, the whole list (records
+        of `workspace.measurements`): the latest such revision is what the image shows."""
+        self.ws.image(image_id)
+        payload = {"measurements": list(measurements)}
+        return self._insert(
+            image_id, "measurements", "human", author, None, None, None, payload, {}
         )
 
     def set_status(self, image_id: int, status: str, *, author: str) -> Revision:
@@ -440,6 +451,8 @@ def _update_image_state(db: Any, rev: Revision) -> None:
             (payload["status"], author, now, author, now, image_id),
         )
         return
+    if kind == "measurements":
+        return  # measuring reads the image; it neither edits nor reviews it
     # A human edit of an unreviewed image puts it in progress.
     db.execute(
         "UPDATE images SET last_author = ?, last_time = ?,"

@@ -132,6 +132,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (image, client)
     );
     """,
+    # 4: the ruler and ROI measurements of an image, a revision kind of their own
+    # (`revisions.Revisions.save_measurements`). Only the CHECK on `revisions.kind` changes,
+    # which each dialect alters its own way (DIALECT_STEPS).
+    "-- revisions.kind may be 'measurements'\n",
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -146,7 +150,30 @@ DIALECT_DDL: dict[str, tuple[tuple[str, str], ...]] = {
 }
 # Steps only one dialect has, run after MIGRATIONS[i - 1] (key i: the version it makes).
 DIALECT_STEPS: dict[str, dict[int, str]] = {
-    "sqlite": {},
+    "sqlite": {
+        # SQLite alters no CHECK: the table is rebuilt (renamed first, so the parent references
+        # of the copied rows stay valid under PRAGMA foreign_keys), its index made again.
+        4: """
+        ALTER TABLE revisions RENAME TO revisions_before_4;
+        CREATE TABLE revisions (
+            id INTEGER PRIMARY KEY,
+            image INTEGER NOT NULL REFERENCES images(id),
+            kind TEXT NOT NULL CHECK (kind IN ('mask', 'labels', 'status', 'measurements')),
+            source TEXT NOT NULL CHECK (source IN ('ai', 'human', 'import', 'ai-propagated')),
+            author TEXT NOT NULL,
+            model_name TEXT,
+            model_version TEXT,
+            created_at REAL NOT NULL,
+            parent INTEGER REFERENCES revisions(id),
+            blob TEXT,
+            payload TEXT NOT NULL DEFAULT '{}',
+            summary TEXT NOT NULL DEFAULT '{}'
+        );
+        INSERT INTO revisions SELECT * FROM revisions_before_4;
+        DROP TABLE revisions_before_4;
+        CREATE INDEX revisions_image ON revisions(image, kind, id);
+        """,
+    },
     "postgresql": {
         # Mask blobs in the database (`blobs.DatabaseBlobStore`), when chosen at creation.
         1: """
@@ -165,6 +192,11 @@ DIALECT_STEPS: dict[str, dict[int, str]] = {
         END $$;
         CREATE TRIGGER revisions_notify AFTER INSERT ON revisions
             FOR EACH ROW EXECUTE FUNCTION medviewer_notify_revision();
+        """,
+        4: """
+        ALTER TABLE revisions DROP CONSTRAINT revisions_kind_check;
+        ALTER TABLE revisions ADD CONSTRAINT revisions_kind_check
+            CHECK (kind IN ('mask', 'labels', 'status', 'measurements'));
         """,
     },
 }

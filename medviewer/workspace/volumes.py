@@ -25,6 +25,7 @@ from medviewer.imaging.geometry import (
     split_stacks,
     stack,
 )
+from medviewer.workspace.store import ImageQuery
 
 if TYPE_CHECKING:
     from medviewer.imaging import FrameRef
@@ -51,6 +52,19 @@ def series_volumes(ws: Workspace) -> tuple[list[list[Slice]], list[str]]:
     for slices in series.values():
         volumes += _volumes(slices, shared)
     return volumes, shared
+
+
+def volume_holding(ws: Workspace, image_id: int) -> list[Slice]:
+    """The volume (as `series_volumes` makes them) holding one image, read from its series'
+    images alone."""
+    row = ws.image(image_id)
+    slices = []
+    for r in ws.images(ImageQuery(series_uid=row.series_uid)):
+        if r.study_uid == row.study_uid:
+            ref = ws.frame_ref(r.id)
+            slices.append(Slice(r, ref, Plane.of(ref.instance)))
+    volume = next(v for v in _volumes(slices, []) if any(s.row.id == image_id for s in v))
+    return volume
 
 
 def volume_stack(volume: list[Slice]) -> Stack:

@@ -1,5 +1,7 @@
 """The class palette: colour, name and key (1-9) of each class, the one being painted
-highlighted; a click chooses the class as its key does."""
+highlighted; a click chooses the class as its key does. Under it, each class's area on the
+slice (mm^2) and volume over the series (mL); for an image whose models only classify, no
+classes but what its classifier says."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QGroupBox,
+    QLabel,
     QListWidget,
     QListWidgetItem,
     QSizePolicy,
@@ -42,8 +45,16 @@ class ClassPalette(QGroupBox):
         self.list.itemClicked.connect(
             lambda item: self.sig_class_chosen.emit(int(item.data(Qt.ItemDataRole.UserRole)))
         )
+        self.none_text = QLabel("")  # why there are no classes to paint
+        self.none_text.setWordWrap(True)
+        self.none_text.hide()
+        self.sizes = QLabel("")  # area on the slice, volume over the series, per class
+        self.sizes.setWordWrap(True)
+        self.sizes.setTextFormat(Qt.TextFormat.PlainText)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.none_text)
         layout.addWidget(self.list)
+        layout.addWidget(self.sizes)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self._palette: Palette | None = None
         self.active = 1
@@ -51,7 +62,37 @@ class ClassPalette(QGroupBox):
     def show_palette(self, palette: Palette) -> None:
         """The classes of the mask on screen (at least up to the active one)."""
         self._palette = palette
+        self.none_text.hide()
+        self.list.show()
         self._fill()
+
+    def show_no_classes(self, why: str) -> None:
+        """No segmentation classes (e.g. the image's only model is a classifier): say so,
+        rather than offer a made-up 'Class 1'."""
+        self._palette = None
+        self.list.clear()
+        self.list.hide()
+        self.sizes.setText("")
+        self.none_text.setText(why)
+        self.none_text.show()
+
+    def show_sizes(
+        self, areas: dict[int, float], area_unit: str, volumes: dict[int, float] | None
+    ) -> None:
+        """'Lung  1234 mm² · 45.6 mL' per class present on the slice or in the series."""
+        if self._palette is None:
+            self.sizes.setText("")
+            return
+        values = sorted(set(areas) | set(volumes or {}))
+        pal = self._palette.extended(max(values, default=0) + 1)
+        unit = "mm\u00b2" if area_unit == "mm2" else "px"
+        lines = []
+        for v in values:
+            parts = [f"{areas.get(v, 0.0):.0f} {unit}"]
+            if volumes is not None:
+                parts.append(f"{volumes.get(v, 0.0):.2f} mL")
+            lines.append(f"{pal.names[v]}  " + " \u00b7 ".join(parts))
+        self.sizes.setText("\n".join(lines))
 
     def set_active(self, value: int) -> None:
         self.active = value

@@ -1,5 +1,6 @@
-"""The brush's outline as the cursor over the image (the disc a dab paints), and the ruler and
-ROI being drawn; items in the image's ViewBox, so they zoom with the image."""
+"""The brush's outline as the cursor over the image (the disc a dab paints), the ruler and ROI
+being drawn and those kept with the image; items in the image's ViewBox, so they zoom with the
+image."""
 
 from __future__ import annotations
 
@@ -83,3 +84,38 @@ class MeasureItems:
     def hide(self) -> None:
         for item in (self.line, self.ellipse, self.label):
             item.setVisible(False)
+
+
+class KeptMeasures:
+    """The measurements kept with the image (`workspace.measurements`): each ruler or ellipse
+    with its reading, drawn until the image changes."""
+
+    def __init__(self, box) -> None:
+        self.box = box
+        self.items: list = []
+
+    def show(self, found: list) -> None:
+        """Draw `found` (imaging.measure.Measurement), replacing what was drawn."""
+        self.clear()
+        for m in found:
+            y0, x0, y1, x1 = m.points
+            if m.kind == "ruler":
+                shape = QGraphicsLineItem(QLineF(x0, y0, x1, y1))
+            else:
+                shape = QGraphicsEllipseItem(
+                    QRectF(min(x0, x1), min(y0, y1), abs(x1 - x0), abs(y1 - y0))
+                )
+            shape.setPen(_pen(MEASURE))
+            label = QGraphicsSimpleTextItem(m.text.split("  ")[0])
+            label.setBrush(MEASURE)
+            label.setFlag(QGraphicsSimpleTextItem.GraphicsItemFlag.ItemIgnoresTransformations)
+            label.setPos(max(x0, x1) + 2, max(y0, y1) + 2)
+            for item in (shape, label):
+                item.setZValue(101)
+                self.box.addItem(item)
+                self.items.append(item)
+
+    def clear(self) -> None:
+        for item in self.items:
+            self.box.removeItem(item)
+        self.items = []

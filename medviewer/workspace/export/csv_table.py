@@ -1,4 +1,5 @@
-"""CSV export: one row per image with its review state, labels and chosen mask's class counts."""
+"""CSV export: one row per image with its review state, labels, chosen mask's class counts and
+its volume's class volumes (mL); and a table of the images' ruler and ROI measurements."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medviewer.atomic import atomic_write_text
+from medviewer.imaging.geometry import stack
+from medviewer.imaging.measure import volumes_of_counts
+from medviewer.imaging.reslice import GeometryError, VolumeAxes
+from medviewer.workspace import measurements
 from medviewer.workspace.classes import ClassResolver
 from medviewer.workspace.export import (
     ExportError,
@@ -19,6 +24,7 @@ from medviewer.workspace.export import (
     listing,
 )
 from medviewer.workspace.revisions import mask_summary
+from medviewer.workspace.volumes import series_volumes
 
 if TYPE_CHECKING:
     from medviewer.deid.profile import Anonymiser
@@ -48,6 +54,25 @@ COLUMNS = (
     "confirmed_time",
 )
 PIXELS = "pixels_"  # then one column per class name, in order of first appearance
+# The class volumes of the volume the image belongs to (its series' slices), from each
+# slice's chosen mask; empty for an image that is not part of a volume.
+VOLUME = "volume_ml_"
+MEASUREMENT_COLUMNS = (
+    "image_id",
+    "path",
+    "patient_id",
+    "study_uid",
+    "series_uid",
+    "sop_instance_uid",
+    "measurement",  # 1-based, per image
+    "kind",  # ruler or ellipse
+    "quantity",  # length; mean, sd, min, max, area
+    "value",
+    "unit",  # mm, mm2, px, HU, or empty: the modality's own values
+    "note",
+    "author",
+    "time",
+)
 # A cell a spreadsheet would run as a formula (OWASP, CSV injection); text only.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -88,7 +113,9 @@ def export_csv(
     resolver = ClassResolver(ws)
     records: list[dict[str, Any]] = []
     class_columns: dict[str, None] = {}  # an ordered set
+    volume_columns: dict[str, None] = {}
     unnamed: list[str] = []
+    counts_of: dict[int, dict[int, int]] = {}  # image -> its chosen mask's pixel counts
     for row in ws.images():
         inst = ws.frame_ref(row.id).instance
         dicom = inst.kind == "dicom"  # raster files have made-up UIDs; leave those empty
@@ -123,7 +150,7 @@ def export_csv(
                 confirmed_by=confirmed.by if confirmed else "",
                 confirmed_time=iso_time(confirmed.at) if confirmed else "",
             )
-            counts = pixel_counts(ws, rev)
+            counts = counts_of[row.id] = pixel_counts(ws, rev)
             palette = resolver.palette(rev)
             if palette.model is None:
                 unnamed.append(describe_image(row, inst))
@@ -131,12 +158,16 @@ def export_csv(
             for value, name in enumerate(palette.names):
                 class_columns[PIXELS + name] = None
                 record[PIXELS + name] = counts.get(value, 0)
+            record["_names"] = palette.names
+        records.append(record)
+    _add_volumes(ws, records, counts_of, volume_columns)
+    for record in records:
+        record.pop("_names", None)
         if anonymiser is not None:
             _anonymise(record, anonymiser)
-        records.append(record)
     path = out_dir / f"images_{which}.csv"
     text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, [*COLUMNS, *class_columns], restval="")
+    writer = csv.DictWriter(text, [*COLUMNS, *class_columns, *volume_columns], restval="")
     writer.writeheader()
     writer.writerows({k: cell(v) for k, v in r.items()} for r in records)
     try:
@@ -154,6 +185,86 @@ def export_csv(
             f"{path.name}: the masks of {len(unnamed)} image(s) come from no registered model, "
             f"so their classes are counted as 'Class N': {listing(unnamed)}."
         )
+    _export_measurements(ws, out_dir, report, anonymiser)
+    return path
+
+
+def _add_volumes(
+    ws: Workspace,
+    records: list[dict[str, Any]],
+    counts_of: dict[int, dict[int, int]],
+    columns: dict[str, None],
+) -> None:
+    """Each image of a volume gets its volume's class volumes (mL, `measure`'s units): the
+    slices' chosen masks' pixel counts summed, times the voxel volume."""
+    by_id = {r["image_id"]: r for r in records}
+    for volume in series_volumes(ws)[0]:
+        if len(volume) < 2:
+            continue
+        try:
+            axes = VolumeAxes.from_stack(stack([s.plane for s in volume]))
+        except (GeometryError, ValueError):
+            continue  # no consistent geometry: no volume to state
+        total: dict[int, int] = {}
+        for s in volume:
+            for value, n in counts_of.get(s.row.id, {}).items():
+                total[value] = total.get(value, 0) + n
+        volumes = volumes_of_counts(total, axes)
+        for s in volume:
+            record = by_id[s.row.id]
+            names = record.get("_names") or []
+            for value, ml in volumes.items():
+                name = names[value] if value < len(names) else f"Class {value}"
+                columns[VOLUME + name] = None
+                record[VOLUME + name] = round(ml, 4)
+
+
+def _export_measurements(
+    ws: Workspace, out_dir: Path, report: ExportReport, anonymiser: Anonymiser | None
+) -> Path | None:
+    """measurements.csv, when any image has measurements: per image, per measurement, per
+    quantity, its value and unit."""
+    rows: list[dict[str, Any]] = []
+    for image in ws.images():
+        rev, found, problems = measurements.latest(ws, image.id)
+        report.notes.extend(f"measurements.csv: {p}" for p in problems)
+        if rev is None or not found:
+            continue
+        inst = ws.frame_ref(image.id).instance
+        dicom = inst.kind == "dicom"
+        for i, m in enumerate(found, start=1):
+            for r in m.readings:
+                row = {
+                    "image_id": image.id,
+                    "path": image.path,
+                    "patient_id": image.patient_id,
+                    "study_uid": image.study_uid if dicom else "",
+                    "series_uid": image.series_uid if dicom else "",
+                    "sop_instance_uid": inst.sop_instance_uid if dicom else "",
+                    "measurement": i,
+                    "kind": m.kind,
+                    "quantity": r.quantity,
+                    "value": round(r.value, 4),
+                    "unit": r.unit,
+                    "note": m.note,
+                    "author": rev.author,
+                    "time": iso_time(rev.created_at),
+                }
+                if anonymiser is not None:
+                    _anonymise(row, anonymiser)
+                rows.append(row)
+    if not rows:
+        return None  # nobody measured anything: no empty table
+    path = out_dir / "measurements.csv"
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, MEASUREMENT_COLUMNS, restval="")
+    writer.writeheader()
+    writer.writerows({k: cell(v) for k, v in r.items()} for r in rows)
+    try:
+        atomic_write_text(path, text.getvalue())
+    except OSError as e:
+        raise ExportError(f"{path}: cannot write: {e.strerror}") from e
+    report.files.append(path)
     return path
 
 
