@@ -51,6 +51,11 @@ def run_app(
         start: int | None = image
     else:
         start = int(last) if last is not None and int(last) in ids else (ids[0] if ids else None)
+        series = window.ws.image(start).series_uid if start is not None else None
+        slices = [r.id for r in window.worklist.model.rows if r.series_uid == series]
+        if layout != "single" and slices and start == slices[0]:
+            # Three planes through the volume's middle, not its first (often empty) slice.
+            start = slices[len(slices) // 2]
     if start is not None:
         window.open_image(start)  # after a crash: back at the same image, autosaves and all
         print(f"opened image {start} of {len(ids)} in {ws.root}")
@@ -79,7 +84,10 @@ def _when_ready(window, layout: str, path: Path | None, app: QApplication) -> No
             if not asked["layout"] and waited["ms"] <= 30_000:
                 QTimer.singleShot(100, poll)
             return
-        if (ready and asked["layout"] and planes) or waited["ms"] > 30_000:
+        done = ready and asked["layout"] and planes
+        asked["settled"] = asked.get("settled", -1) + 1 if done else -1
+        # One more tick once the planes are in: their panes are arranged and fitted after.
+        if asked["settled"] >= 1 or waited["ms"] > 30_000:
             app.processEvents()
             window.grab().save(str(path))
             print(f"wrote {path}")

@@ -93,13 +93,17 @@ def load_volume_review(
     labels = np.ascontiguousarray(np.stack([s.mask for s in states]), dtype=np.uint8)
     images = [loader.image(s.ref) for s in ordered[:1]]
     here = next((s for s in states if s.image.id == image_id), states[0])
+    first = images[0]
+    # The window of the header, else of the middle slice: the first is often empty (air, or a
+    # NIfTI brain's bottom), and its percentile window would wash the rest out.
+    middle = Image(stored[len(stored) // 2], first.info, first.pixel_spacing, first.source)
     return VolumeReview(
         states,
         images,
         stored,
         labels,
         Reslicer(stored.shape, axes),
-        default_window(images[0]),
+        default_window(middle),
         here.palette,
     )
 
