@@ -87,19 +87,26 @@ def _paint(
 
 
 def _capsule(
-    shape: tuple[int, ...], a: Point, b: Point, radius: float
+    shape: tuple[int, ...],
+    a: Point,
+    b: Point,
+    radius: float,
+    spacing: tuple[float, float] = (1.0, 1.0),
 ) -> tuple[int, int, np.ndarray] | None:
-    """Pixels within `radius` of segment a-b, as (y0, x0, boolean array), clipped to shape."""
+    """Pixels within `radius` of segment a-b, as (y0, x0, boolean array), clipped to shape;
+    distances in units of `spacing` (the size of a pixel's rows and columns)."""
     (ay, ax), (by, bx) = a, b
-    y0 = max(math.floor(min(ay, by) - radius), 0)
-    x0 = max(math.floor(min(ax, bx) - radius), 0)
-    y1 = min(math.ceil(max(ay, by) + radius) + 1, shape[0])
-    x1 = min(math.ceil(max(ax, bx) + radius) + 1, shape[1])
+    sy, sx = spacing
+    ry, rx = radius / sy, radius / sx
+    y0 = max(math.floor(min(ay, by) - ry), 0)
+    x0 = max(math.floor(min(ax, bx) - rx), 0)
+    y1 = min(math.ceil(max(ay, by) + ry) + 1, shape[0])
+    x1 = min(math.ceil(max(ax, bx) + rx) + 1, shape[1])
     if y0 >= y1 or x0 >= x1:
         return None
-    py = np.arange(y0, y1, dtype=np.float64)[:, None] - ay
-    px = np.arange(x0, x1, dtype=np.float64)[None, :] - ax
-    dy, dx = by - ay, bx - ax
+    py = (np.arange(y0, y1, dtype=np.float64)[:, None] - ay) * sy
+    px = (np.arange(x0, x1, dtype=np.float64)[None, :] - ax) * sx
+    dy, dx = (by - ay) * sy, (bx - ax) * sx
     length2 = dy * dy + dx * dx
     if length2 > 0:
         # Offset to the nearest point of the segment; the clip gives the round caps.
@@ -114,11 +121,14 @@ def stroke(
     radius: float,
     value: int,
     before_write: BeforeWrite | None = None,
+    spacing: tuple[float, float] | None = None,
 ) -> Rect | None:
     """A polyline of thickness 2*radius+1 with round caps; value 0 is the eraser.
 
     Every segment is filled as the set of pixels within `radius` of it, so a fast mouse whose
     events are far apart still leaves a gap-free band, and one point is a disk (the dab).
+    With `spacing` (mm between rows, between columns) the radius is in mm: the brush is round
+    on a plane whose pixels are not square (a coronal plane of thick slices).
     """
     check_label_map(mask, value)
     if not radius >= 0:
@@ -131,14 +141,17 @@ def stroke(
     segments = list(zip(pts[:-1], pts[1:])) or [(pts[0], pts[0])]
     # Long segments go in pieces so the work grows with the band's area, not its bounding
     # box's: a diagonal across a 4096 map would otherwise compute 16M distances.
-    piece = max(4.0 * radius, 32.0)
+    step = (1.0, 1.0) if spacing is None else (float(spacing[0]), float(spacing[1]))
+    if not all(math.isfinite(v) and v > 0 for v in step):
+        raise ValueError(f"pixel spacing must be two values > 0, got {spacing}")
+    piece = max(4.0 * radius / min(step), 32.0)
     rect: Rect | None = None
     for (ay, ax), (by, bx) in segments:
         n = max(1, math.ceil(math.hypot(by - ay, bx - ax) / piece))
         for k in range(n):
             a = (ay + (by - ay) * k / n, ax + (bx - ax) * k / n)
             b = (ay + (by - ay) * (k + 1) / n, ax + (bx - ax) * (k + 1) / n)
-            band = _capsule(mask.shape, a, b, radius)
+            band = _capsule(mask.shape, a, b, radius, step)
             if band is not None:
                 rect = union(rect, _paint(mask, *band, value, before_write))
     return rect

@@ -107,10 +107,13 @@ class MeasureKeeper(QObject):
         if image_id is None:
             return
         self._show_sizes()
-        self.workers.load(
-            measurements.series_class_volumes, self.ws, image_id,
-            then=lambda f: self._volumes(f, image_id),
-        )  # fmt: skip
+        try:
+            self.workers.load(
+                measurements.series_class_volumes, self.ws, image_id,
+                then=lambda f: self._volumes(f, image_id),
+            )  # fmt: skip
+        except RuntimeError:  # the window is closing: its last save landed after the loaders
+            return
 
     def _volumes(self, future: Future, image_id: int) -> None:
         if image_id != self.image_id:

@@ -52,7 +52,9 @@ class VolumeController(QObject):
         self.save_error: str | None = None
         self.last_saved: float | None = None
         self._saving = False
-        self._stroke: tuple[PlaneName, np.ndarray, int, float, tuple[float, float]] | None = None
+        # plane, its drawing, value, radius (mm), the last point, the plane's pixel spacing
+        self._stroke: tuple[PlaneName, np.ndarray, int, float, tuple[float, float], tuple] | None
+        self._stroke = None
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.save_now)
@@ -113,21 +115,28 @@ class VolumeController(QObject):
     # -- strokes -----------------------------------------------------------------------
 
     def begin_stroke(self, plane: PlaneName, value: int, radius: float, y: float, x: float) -> None:
-        """Press: the stroke is drawn on a copy of the plane until release."""
+        """Press: the stroke is drawn on a copy of the plane until release. `radius` in mm:
+        the brush is round in every plane, whatever the slice spacing."""
         if self.review is None:
             return
-        drawn = np.array(
-            self.review.reslicer.plane(self.review.labels, plane, self.crosshair).pixels
-        )
-        self._stroke = (plane, drawn, int(value), float(radius), (y, x))
+        view = self.review.reslicer.plane(self.review.labels, plane, self.crosshair)
+        drawn = np.array(view.pixels)
+        self._stroke = (plane, drawn, int(value), float(radius), (y, x), view.spacing)
         self.extend_stroke(y, x)
+
+    def brush_mm(self, radius_px: int) -> float:
+        """The 2D view's brush radius (pixels of a slice) in mm, as its status shows it."""
+        if self.review is None:
+            return float(radius_px)
+        _, row, column = self.review.reslicer.axes.spacing
+        return radius_px * min(row, column)
 
     def extend_stroke(self, y: float, x: float) -> None:
         if self._stroke is None:
             return
-        plane, drawn, value, radius, last = self._stroke
-        rect = label_ops.stroke(drawn, [last, (y, x)], radius, value)
-        self._stroke = (plane, drawn, value, radius, (y, x))
+        plane, drawn, value, radius, last, spacing = self._stroke
+        rect = label_ops.stroke(drawn, [last, (y, x)], radius, value, spacing=spacing)
+        self._stroke = (plane, drawn, value, radius, (y, x), spacing)
         if rect is not None:
             self.sig_drawn.emit(plane, drawn, rect)
 

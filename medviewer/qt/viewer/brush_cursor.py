@@ -20,30 +20,35 @@ def _pen(colour: QColor, dashed: bool = False) -> QPen:
 
 
 class BrushCursor(QGraphicsEllipseItem):
-    """A circle of the brush's radius centred on the pixel under the mouse."""
+    """A circle of the brush's radius centred on the pixel under the mouse.
 
-    def __init__(self) -> None:
+    In the 2D view, coordinates are pixels: label_ops paints pixels (i, j) within `radius` of
+    the point and pixel (i, j) spans [j, j + 1] x [i, i + 1] on screen, so the painted disc is
+    centred half a pixel on and reaches half a pixel further (`offset`, `edge` 0.5). A
+    three-plane pane's coordinates are mm with pixel centres under the mouse (`offset` 0,
+    `edge` half its smaller pixel side)."""
+
+    def __init__(self, offset: float = 0.5, edge: float = 0.5) -> None:
         super().__init__()
         self.setPen(_pen(OUTLINE))
         self.setZValue(100)
         self.setVisible(False)
-        self.radius = 5
+        self.radius: float = 5
+        self.offset, self.edge = offset, edge
         self.centre: tuple[float, float] | None = None
 
-    def set_radius(self, radius: int) -> None:
+    def set_radius(self, radius: float) -> None:
         self.radius = radius
         self._place()
 
     def move_to(self, x: float, y: float) -> None:
-        # label_ops paints pixels (i, j) within `radius` of the point; on screen pixel (i, j)
-        # spans [j, j + 1] x [i, i + 1], so the painted disc is centred half a pixel on.
-        self.centre = (x + 0.5, y + 0.5)
+        self.centre = (x + self.offset, y + self.offset)
         self._place()
 
     def _place(self) -> None:
         if self.centre is None:
             return
-        r = self.radius + 0.5
+        r = self.radius + self.edge
         cx, cy = self.centre
         self.setRect(QRectF(cx - r, cy - r, 2 * r, 2 * r))
 

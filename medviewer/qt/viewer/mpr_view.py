@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QVBoxLayout, QWidget
 
 from medviewer.imaging.display import Window
 from medviewer.imaging.reslice import PLANES, PlaneName
+from medviewer.qt.viewer.brush_cursor import BrushCursor
 from medviewer.qt.viewer.image_view import ToolViewBox
 from medviewer.qt.viewer.overlay import OverlayItem
 
@@ -93,6 +94,8 @@ class PlanePane(QWidget):
         for line in (self.v_line, self.h_line):
             line.setZValue(3)
             self.box.addItem(line)
+        self.cursor = BrushCursor(offset=0.0)  # the brush outline, in mm as the plane
+        self.box.addItem(self.cursor)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(1, 1, 1, 1)
         layout.setSpacing(1)
@@ -105,6 +108,7 @@ class PlanePane(QWidget):
     def set_geometry(self, shape: tuple[int, int], spacing: tuple[float, float]) -> None:
         """A new volume: scale pixels to mm so the plane shows at its physical aspect."""
         self.shape, self.spacing = shape, spacing
+        self.cursor.edge = 0.5 * min(spacing)
         scale = QTransform.fromScale(spacing[1], spacing[0])
         self.image_item.setTransform(scale)
         self.mask_item.setTransform(scale)
@@ -226,7 +230,8 @@ class MprView:
         row, column = self.panes[plane].to_pixel(x, y)
         if self._paints():
             value = self.tools.value if self.tools.tool == "brush" else 0
-            self.volume.begin_stroke(plane, value, self.tools.radius, row, column)  # type: ignore[arg-type]
+            radius = self.volume.brush_mm(self.tools.radius)  # round in mm in every plane
+            self.volume.begin_stroke(plane, value, radius, row, column)  # type: ignore[arg-type]
         else:
             self._navigating = plane
             self.volume.click(plane, row, column)  # type: ignore[arg-type]
@@ -262,7 +267,22 @@ class MprView:
         if review is None:
             return
         p = pane.box.mapSceneToView(pos)
+        self._brush_outline(pane, p.x(), p.y())
         row, column = (int(round(v)) for v in pane.to_pixel(p.x(), p.y()))
         if 0 <= row < pane.shape[0] and 0 <= column < pane.shape[1]:
             voxel = review.reslicer.voxel_at(plane, row, column, self.volume.crosshair)  # type: ignore[arg-type]
             pane.sig_cursor.emit(f"{plane} voxel {voxel}: {review.value_at(voxel):g}")
+
+    def _brush_outline(self, pane: PlanePane, x: float, y: float) -> None:
+        """The brush's disc (mm, as a stroke there paints it) under the mouse in this pane."""
+        for other in self.panes.values():
+            if other is not pane:
+                other.cursor.setVisible(False)
+        if self.tools.tool not in PAINT_TOOLS or self.volume.review is None:
+            pane.cursor.setVisible(False)
+            return
+        pane.cursor.set_radius(self.volume.brush_mm(self.tools.radius))
+        pane.cursor.move_to(x, y)
+        height = pane.shape[0] * pane.spacing[0]
+        width = pane.shape[1] * pane.spacing[1]
+        pane.cursor.setVisible(0 <= x < width and 0 <= y < height)
