@@ -34,6 +34,7 @@ class MeasureKeeper(QObject):
         self.volumes: dict[int, float] | None = None
         self.review.sig_loaded.connect(self._loaded)
         self.review.sig_saved.connect(lambda _: self._sizes_changed())
+        window.volume.sig_saved.connect(lambda _: self._sizes_changed())  # three-plane edits
         window.tools.sig_measurement.connect(self.add)
         window.host.sig_ready.connect(lambda _: self._classes())
         self.delete_action = QAction("Delete the image's measurements", window)
