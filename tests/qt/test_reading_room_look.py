@@ -178,3 +178,12 @@ def test_worklist_names_the_model_and_unnamed_patients(window, qtbot, tmp_path) 
     assert cell(rows["MR"], MODEL_COLUMN) == "\u2014"  # no model reads it
     assert cell(rows["MR"], 0) == "Unnamed (mr.dcm)"
     assert cell(rows["CT"], 0) == "Test, Patient"
+
+
+def test_folder_studies_show_the_folder_name() -> None:
+    """Raster and NIfTI files make a study of their folder: its name, not a tail of its path."""
+    from medviewer.qt.panels.worklist import _uid_label
+
+    assert _uid_label("folder:/data/nilearn/datasets/data") == "data"
+    assert _uid_label("folder:/home/dr/fundus/patient-14") == "patient-14"
+    assert _uid_label("1.2.826.0.1.3680043.8.498.101") == "3680043.8.498.101"[-12:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import PurePath
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
@@ -56,12 +57,20 @@ def _cell(row: ImageRow, column: int, models: str) -> str:
         "" if row.ai_uncertainty is None else f"{row.ai_uncertainty:.2f}",
         row.status.replace("_", " "),
         row.modality,
-        row.study_description or row.study_uid[-12:],
-        row.series_description or row.series_uid[-12:],
+        row.study_description or _uid_label(row.study_uid),
+        row.series_description or _uid_label(row.series_uid),
         row.last_author or "",
         time.strftime("%Y-%m-%d %H:%M", time.localtime(row.last_time)) if row.last_time else "",
     )
     return values[column]
+
+
+def _uid_label(uid: str) -> str:
+    """A UID's tail; a study or series that is a folder (raster and NIfTI files) by the
+    folder's name, not a tail of its path."""
+    if uid.startswith("folder:"):
+        return PurePath(uid.removeprefix("folder:")).name
+    return uid[-12:]
 
 
 class WorklistModel(QAbstractTableModel):
