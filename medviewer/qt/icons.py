@@ -17,6 +17,7 @@ NAMES = {
     "trace": "mdi6.vector-curve",
     "ruler": "mdi6.ruler",
     "roi": "mdi6.ellipse-outline",
+    "click": "mdi6.cursor-default-click",
     "undo": "mdi6.undo",
     "redo": "mdi6.redo",
     "save": "mdi6.content-save",

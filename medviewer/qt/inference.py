@@ -99,6 +99,14 @@ class RunnerHost(QObject):
             self._track(future)
             self.workers.bridge.watch(future, lambda f, i=image_id: self._proposed(f, i, then))
 
+    def call(self, name: str, fn: Callable[[Any], Any], then: Callable[[Future], Any]) -> Future:
+        """fn(engine) on model `name`'s worker (counted in "AI: n running"); then(future) on
+        the GUI thread, e.g. the AI click tool's runs."""
+        assert self.runner is not None
+        future = self.runner.call(fn, model=name)
+        self._track(future)
+        return self.workers.bridge.watch(future, then)
+
     def heatmap(
         self, image_id: int, label: str | None, then: Callable[[int, str, Any], Any]
     ) -> bool:

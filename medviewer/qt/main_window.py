@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from medviewer.imaging.display import PRESETS
-from medviewer.qt import icons, keymap, theme
+from medviewer.qt import click_tool, icons, keymap, theme
 from medviewer.qt.dialogs.cheat_sheet import CheatSheet
 from medviewer.qt.dialogs.pacs_open import PacsOpenDialog
 from medviewer.qt.dialogs.pacs_send import PacsSendDialog
@@ -106,6 +106,8 @@ class MainWindow(QMainWindow):
         self._connect_look()
         self._connect_volume()
         self.measures = MeasureKeeper.install(self)  # kept rulers and ROIs, class sizes
+        # After _connect: its view of a reloaded image comes after the window's (issue 15).
+        self.click_tool = click_tool.install(self)
         self.refresh_worklist()
         self.models.show_models(ws.models.list())
         self.host.start()
@@ -585,11 +587,11 @@ class MainWindow(QMainWindow):
         self.tool_actions[tool].setChecked(True)
 
     def _return_key(self) -> None:
-        if not self.series_fill.accept():
+        if not self.series_fill.accept() and not self.click_tool.accept():
             self.tools.close_polygon()
 
     def _escape_key(self) -> None:
-        if not self.series_fill.discard():
+        if not self.series_fill.discard() and not self.click_tool.discard():
             self.tools.cancel_polygon()
 
     def _undo(self) -> None:

@@ -132,8 +132,9 @@ class ReviewController(QObject):
         self.sig_mask_changed.emit(rect)
         self._timer.start(AUTOSAVE_MS)
 
-    def save_now(self) -> None:
-        """Queue a save of the current mask if it changed (Ctrl+S, navigation, autosave)."""
+    def save_now(self, summary: dict | None = None) -> None:
+        """Queue a save of the current mask if it changed (Ctrl+S, navigation, autosave);
+        `summary` goes with the revision (`save_mask_edit`)."""
         self._timer.stop()
         session, state = self.session, self.state
         if session is None or state is None or not session.dirty:
@@ -158,7 +159,7 @@ class ReviewController(QObject):
             self.sig_saved.emit(self.last_saved)
             self.sig_row_changed.emit(state.image.id)
 
-        self.workers.save(save_mask_edit, self.ws, state, mask, self.author, then=done)
+        self.workers.save(save_mask_edit, self.ws, state, mask, self.author, summary, then=done)
 
     def flush(self) -> None:
         """On close: save and wait, so nothing is lost."""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from medviewer.qt.viewer.image_view import ImageView
 
 TOOLS = ("brush", "eraser", "polygon", "fill", "threshold", "grow", "trace", "ruler", "roi")
+TOOLS += ("click",)  # AI click (qt.click_tool): it hears the clicks itself; here it paints nothing
 BRUSHES = ("brush", "eraser", "threshold")  # tools that show the brush outline as the cursor
 FILL_TOLERANCE = 0.05  # of the window width: "similar intensity" as the eye sees it
 GROW_TOLERANCE = 10  # region growing's default, in percent of the window width
@@ -87,9 +88,12 @@ class ToolController(QObject):
 
     def status_text(self) -> str:
         """'Brush  r 5 px (3.5 mm)': the tool and, for brushes, the size in both units."""
-        name = {"roi": "Ellipse ROI", "grow": "Region growing", "trace": "Level tracing"}.get(
-            self.tool, self.tool.capitalize()
-        )
+        name = {
+            "roi": "Ellipse ROI",
+            "grow": "Region growing",
+            "trace": "Level tracing",
+            "click": "AI click",
+        }.get(self.tool, self.tool.capitalize())
         if self.tool not in BRUSHES:
             if self.tool == "grow":
                 return f"{name}  tolerance {self.tolerance}% of the window"

@@ -84,13 +84,21 @@ def load_review(ws: Workspace, image_id: int, resolver: ClassResolver | None = N
     )
 
 
-def save_mask_edit(ws: Workspace, state: ReviewState, mask: np.ndarray, author: str) -> Revision:
-    """Store the clinician's mask as a `human` revision (a child of what they edited)."""
+def save_mask_edit(
+    ws: Workspace,
+    state: ReviewState,
+    mask: np.ndarray,
+    author: str,
+    summary: dict[str, Any] | None = None,
+) -> Revision:
+    """Store the clinician's mask as a `human` revision (a child of what they edited);
+    `summary` says how it was made, e.g. the AI click tool's clicks and model."""
     rev = ws.revisions.save_mask(
         state.image.id,
         mask,
         source="human",
         author=author,
+        summary=summary,
         parent_id=state.mask_revision.id if state.mask_revision else None,
         checked=True,  # another clinician's save since then: both kept, flagged a conflict
     )
