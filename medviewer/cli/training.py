@@ -225,7 +225,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Take the PostgreSQL workspace's queued training jobs until Ctrl+C / SIGTERM."""
+    from medviewer.training.worker import run_worker
+    from medviewer.workspace.errors import WorkspaceError
+
+    try:
+        ranks = Ranks(nproc=args.nproc).check()
+        with Workspace.open(args.workspace or default_workspace()) as ws:
+            print(f"worker on {ws.where}: {ranks.nproc} process(es) per job", file=sys.stderr)
+            run_worker(ws, ranks, name=args.name)
+    except (LaunchError, WorkspaceError) as e:
+        print(f"medviewer worker: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    w = sub.add_parser(
+        "worker", help="run a PostgreSQL workspace's queued training jobs on this machine"
+    )
+    w.add_argument("--workspace", type=workspace_target, help="workspace folder or URL")
+    w.add_argument("--nproc", type=int, default=1, help="torchrun ranks per job (one per GPU; DDP)")
+    w.add_argument("--name", default=os.uname().nodename if hasattr(os, "uname") else "worker",
+                   help="the worker's name in its logs")  # fmt: skip
+    w.set_defaults(func=cmd_worker)
     p = sub.add_parser("train", help="retrain a model on confirmed corrections (new version)")
     p.add_argument(
         "--workspace", type=workspace_target, help="workspace folder (default: user data)"

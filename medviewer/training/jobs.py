@@ -36,6 +36,7 @@ from medviewer.processes import (
     new_group_options,
     signal_tree,
 )
+from medviewer.training import queue as job_queue_app
 from medviewer.training.errors import TrainingError
 from medviewer.training.protocol import (
     JOB_FILE,
@@ -50,6 +51,7 @@ from medviewer.training.protocol import (
     parse_event,
     read_result,
 )
+from medviewer.workspace import job_queue
 from medviewer.workspace.errors import WorkspaceError
 from medviewer.workspace.job_table import JobRecord
 
@@ -64,6 +66,8 @@ OUT_OF_MEMORY = "training ran out of memory; try a smaller batch size"
 # A job recorded as running whose process is gone: whoever ran it (the app, `medviewer train`)
 # closed, crashed or was killed before it could record how the job ended.
 APP_DIED = "interrupted: its process ended while nobody was there to record how"
+# A queued job whose worker stopped beating (killed, the machine lost) before it ended it.
+WORKER_DIED = "interrupted: the worker running it stopped before it could record how it ended"
 _OOM_SIGNS = ("out of memory", "can't allocate memory", "signal 9 (sigkill)", "memoryerror")
 _POLL = 0.05  # seconds between looks at a quiet log
 # torchrun's summary of the rank that failed first (its "Root Cause" on stderr).
@@ -92,6 +96,7 @@ class _JobRun:
     start: Start | None = None
     done: Done | None = None
     error: Error | None = None
+    remote: bool = False  # queued: a worker runs it, its events come from job_events
 
 
 class JobManager:
@@ -105,8 +110,13 @@ class JobManager:
         on_event: Listener | None = None,
         grace: float = 5.0,
         throttle: float = 0.5,
+        queue: bool | None = None,
     ) -> None:
         self.ws = ws
+        # Where start() runs a job: True queues it for `medviewer worker` (PostgreSQL only),
+        # False runs it here (the worker's own manager), None queues it while a worker of the
+        # workspace beats and runs it here otherwise (SQLite: always here).
+        self.queue = queue
         # The trainer's command; by default `processes.launch_module` builds it for each job's
         # ranks. A command given here (tests) is used for every job as it is.
         self.command = list(command) if command else None
@@ -134,22 +144,30 @@ class JobManager:
         `options` are those of `JobRequest` (see protocol.OPTIONS), checked before anything
         starts. `ranks`: torchrun's processes (one per GPU, or CPU ranks; on several nodes,
         this one is node 0 and each other node runs `medviewer train --join` on the job);
-        by default one process."""
+        by default one process. Queued (see `queue`), the worker's ranks apply instead."""
         try:
-            JobRequest.create(self.ws.root, model, **options)
+            request = JobRequest.create(self.ws.root, model, **options)
             self._command(ranks)
         except (TrainingError, LaunchError) as e:
             raise JobError(str(e)) from e
         if self._closing.is_set():
             raise JobError("this job manager is closed; open the workspace's jobs again")
+        queued = self._queued()
         with self._lock:
-            busy = [j for j in self.ws.jobs.list("running") if j.model_name == model]
+            busy = [
+                j
+                for state in ("running", "queued")
+                for j in self.ws.jobs.list(state)
+                if j.model_name == model and as_it_stands(self.ws, j).state == state
+            ]
             if busy:
                 raise JobError(
                     f"model {model} is already training (job {busy[0].id}); wait for "
                     "it to end or cancel it first"
                 )
             job = self.ws.jobs.create(KIND, model)
+            if queued:
+                return self._defer(job, request)
             folder = self.folder(job.id)
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -159,6 +177,27 @@ class JobManager:
             except OSError as e:
                 message = f"{folder}: cannot start the training: {e.strerror or e}"
                 self.ws.jobs.update(job.id, state="failed", message=message)
+                raise JobError(message) from e
+
+    def run_queued(self, job_id: int, request: dict[str, Any], ranks: Ranks) -> JobRecord:
+        """Run a job another machine queued (the worker's side): its job file written here,
+        in this workspace's `jobs/<id>`, and started on `ranks` as a local job."""
+        with self._lock:
+            job = self.ws.jobs.get(job_id)
+            if job.state != "queued":
+                raise JobError(f"job {job_id} is {job.state}, not waiting in the queue")
+            folder = self.folder(job_id)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                fields = {k: v for k, v in request.items() if k not in ("workspace", "run_dir")}
+                checked = JobRequest.from_dict(
+                    {**fields, "workspace": str(self.ws.root.resolve()), "run_dir": str(folder)}
+                )
+                checked.write(folder / JOB_FILE)
+                return self._launch(job_id, checked.model, folder, 0, ranks)
+            except (OSError, TrainingError) as e:
+                message = f"{folder}: cannot start the queued training: {e}"
+                self.ws.jobs.update(job_id, state="failed", message=message)
                 raise JobError(message) from e
 
     def resume(self, job_id: int, ranks: Ranks | None = None) -> JobRecord:
@@ -199,6 +238,13 @@ class JobManager:
             if run.cancelled:
                 return
             run.cancelled = True
+            if run.remote:  # the worker stops it (procrastinate's abort) and reports the end
+                try:
+                    job_queue_app.cancel(self.ws, job_id)
+                except WorkspaceError as e:
+                    run.cancelled = False
+                    raise JobError(str(e)) from e
+                return
             run.killer = threading.Thread(
                 target=self._kill, args=(run,), name=f"job-{job_id}-cancel", daemon=True
             )
@@ -226,8 +272,12 @@ class JobManager:
         """Every JSON event the job printed, read back from its log (e.g. to redraw the loss
         curve of a job that ran before a restart)."""
         path = self.folder(job_id) / STDOUT
-        if not path.exists():
-            return []
+        if not path.exists():  # run by a worker elsewhere: what it streamed back
+            return [
+                e
+                for _, line in job_queue.events_after(self.ws, job_id)
+                if (e := parse_event(line)) is not None
+            ]
         with open(path, encoding="utf-8", errors="replace") as fp:
             return [e for e in map(parse_event, fp) if e is not None]
 
@@ -261,6 +311,12 @@ class JobManager:
             if job.kind != KIND or job.id in self._runs:
                 continue
             now = as_it_stands(self.ws, job)
+            remote = job_queue.queued(self.ws, job.id) is not None
+            if now.state == job.state and remote:
+                if self.queue is not False:  # the app follows it; a worker takes it instead
+                    self._watch(_JobRun(job.id, job.model_name or "", self.folder(job.id), 0,
+                                        None, remote=True))  # fmt: skip
+                continue
             if now.state == job.state:  # still running
                 folder = self.folder(job.id)
                 self._follow(_JobRun(job.id, job.model_name or "", folder, job.pid, None))
@@ -271,6 +327,71 @@ class JobManager:
                 )
             )
         return settled
+
+    # -- the queue ---------------------------------------------------------------------
+
+    def _queued(self) -> bool:
+        """Does start() queue its job (see `queue`)?"""
+        if self.queue is None:
+            return self.ws.dialect == "postgresql" and job_queue.live_workers(self.ws) > 0
+        if self.queue and self.ws.dialect != "postgresql":
+            raise JobError(f"{self.ws.where}: only a PostgreSQL workspace has a job queue")
+        return self.queue
+
+    def _defer(self, job: JobRecord, request: JobRequest) -> JobRecord:
+        fields = {k: v for k, v in request.to_dict().items() if k not in ("workspace", "run_dir")}
+        self.ws.jobs.update(job.id, message="queued for a worker")  # before a worker starts it
+        try:
+            job_queue_app.defer(self.ws, job.id, fields)
+        except WorkspaceError as e:
+            self.ws.jobs.update(job.id, state="failed", message=str(e))
+            raise JobError(str(e)) from e
+        self._watch(
+            _JobRun(job.id, job.model_name or "", self.folder(job.id), 0, None, remote=True)
+        )
+        return self.ws.jobs.get(job.id)
+
+    def _watch(self, run: _JobRun) -> None:
+        self._runs[run.job_id] = run
+        run.reader = threading.Thread(
+            target=self._follow_remote, args=(run,), name=f"job-{run.job_id}-watch", daemon=True
+        )
+        run.reader.start()
+
+    def _follow_remote(self, run: _JobRun) -> None:
+        """Tell the listeners the events a worker writes for the job, until its Ended; a job
+        whose worker died (as_it_stands) or whose task was cancelled before it started ends
+        here, saved as it stands."""
+        after, final_seen = 0, False
+        while not self._closing.is_set():
+            try:
+                rows = job_queue.events_after(self.ws, run.job_id, after)
+                for row_id, line in rows:
+                    after = row_id
+                    event = parse_event(line)
+                    if isinstance(event, Ended):
+                        run.ended.set()
+                        self._tell(run.job_id, event)
+                        return
+                    if event is not None:
+                        self._tell(run.job_id, event)
+                if rows:
+                    continue
+                job = self.ws.jobs.get(run.job_id)
+                now = as_it_stands(self.ws, job)
+                if now.state != job.state:
+                    self._save(run.job_id, state=now.state, message=now.message,
+                               progress=now.progress)  # fmt: skip
+                if now.state not in ("queued", "running"):
+                    if final_seen or now.state != job.state:  # no Ended is coming
+                        run.ended.set()
+                        self._tell(run.job_id, Ended(state=now.state, message=now.message))
+                        return
+                    final_seen = True  # ended: its Ended row may be on its way
+            except WorkspaceError as e:  # the server is unreachable a moment: look again
+                log.warning("job %s: cannot read its events: %s", run.job_id, e)
+            time.sleep(_POLL * 4)
+        run.ended.set()
 
     # -- processes ---------------------------------------------------------------------
 
@@ -457,6 +578,16 @@ def as_it_stands(ws: Workspace, job: JobRecord) -> JobRecord:
     if job.kind != KIND or job.state not in ("queued", "running"):
         return job
     folder = job_folder(ws, job.id)
+    queued = job_queue.queued(ws, job.id)
+    if queued is not None:  # a worker's job: its task and the worker's heartbeat tell
+        if queued.status == "todo" or (queued.status == "doing" and queued.worker_alive):
+            return job
+        if queued.status == "cancelled":
+            return replace(job, state="cancelled", message="cancelled before a worker took it")
+        result = _result(folder)
+        if result is not None:
+            return replace(job, state="finished", progress=result.to_dict(), message=result.message)
+        return replace(job, state="failed", message=WORKER_DIED)
     if job.state == "running" and job.pid and is_our_job(job.pid, folder / JOB_FILE):
         return job
     result = _result(folder)
