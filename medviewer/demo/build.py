@@ -19,7 +19,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +33,20 @@ from medviewer.demo.cases import (
     DemoSize,
     Written,
     model_specs,
+    unguided,
     write_brain,
     write_studies,
 )
 from medviewer.demo.samples import real_tasks, sample_files
-from medviewer.demo.shipped import load_shipped, shipped_entry
+from medviewer.demo.shipped import half_round_trip, load_shipped, shipped_entry, unguided_base
 from medviewer.inference.batch import done_images
 from medviewer.inference.runner import BATCH, InferenceRunner
+from medviewer.models.checkpoints import read_tensors
 from medviewer.models.pretrained import convert_efficientnet_lite0, find_efficientnet_lite0
-from medviewer.models.registry import build_model
+from medviewer.models.registry import add_guidance_weights, build_model
 from medviewer.models.spec import ModelSpec
 from medviewer.models.versions import MANIFEST, register_version
+from medviewer.training.click_metrics import with_click_score
 from medviewer.training.data import TrainingSet, prepare, split_by_patient
 from medviewer.training.metrics import evaluate
 from medviewer.training.protocol import Epoch, Event, TrainConfig
@@ -55,7 +58,7 @@ STUDIES = "demo-studies"
 AUTHOR = "demo"
 OnEpoch = Callable[[str, int, int, float | None], None]
 VAL_FRACTION = 0.25  # of each task's confirmed patients
-FORMAT = 6  # bump when the demo changes, so an old demo workspace is rebuilt
+FORMAT = 7  # bump when the demo changes, so an old demo workspace is rebuilt
 
 
 @dataclass
@@ -178,6 +181,9 @@ def _models(
         n = size.epochs[task]
         if shipped and shipped_entry(specs[task]) is not None:
             progress(f"loading the shipped {task} model ...")
+        elif specs[task].guided and unguided_base(specs[task]) is not None:
+            g = size.guided_epochs[task]
+            progress(f"training the {task} model with clicks ({g} epochs, from its unguided one)")
         else:
             progress(f"training the {task} model ({n} epoch{'s' if n > 1 else ''}) ...")
 
@@ -188,7 +194,19 @@ def _models(
         cfg = TrainConfig(epochs=size.epochs[task], batch_size=size.batch_size,
                           lr=size.lr[task], device="cpu", seed=seed, patience=0)  # fmt: skip
         names = {spec.name for spec in specs.values()}
-        summary.models[specs[task].name] = _train(ws, specs[task], names, cfg, emit, shipped)
+        guided = (
+            replace(
+                cfg,
+                epochs=size.guided_epochs[task],
+                lr=size.guided_lr[task],
+                batch_size=size.guided_batch_size,
+            )
+            if specs[task].guided
+            else None
+        )
+        summary.models[specs[task].name] = _train(
+            ws, specs[task], names, cfg, guided, emit, shipped
+        )
     lap("models")
     progress("computing AI proposals for the worklist ...")
     # Not for the confirmed images: approving trains on an image's latest mask, so a newer
@@ -264,11 +282,13 @@ def _confirm(
 
 
 def _train(
-    ws: Workspace, spec: ModelSpec, names: set[str], cfg: TrainConfig, emit: Emit, shipped: bool
-) -> dict:
+    ws: Workspace, spec: ModelSpec, names: set[str], cfg: TrainConfig,
+    guided: TrainConfig | None, emit: Emit, shipped: bool,
+) -> dict:  # fmt: skip
     """The task's model on its confirmed images, the ones Retrain would pick beside the other
     demo models (`names`): its shipped weights when there are some for this spec (judged on this
-    build's validation images), else trained here; registered and activated (once)."""
+    build's validation images, a guided model with clicks too), else trained here (`_fit_here`);
+    registered and activated (once)."""
     active = ws.models.active(spec.name)
     if active is None:
         items = training_snapshot(ws).for_model(spec, names)
@@ -278,6 +298,7 @@ def _train(
         if ready is not None:
             model, spec, entry = ready
             validation = evaluate(model, TrainingSet(val), spec, "cpu")
+            validation = with_click_score(model, val, validation, spec, "cpu")
             made = entry.get("made", {})
             source = f"weights shipped with medviewer (make demo-models, seed {made.get('seed')})"
             training = {**entry.get("training", {}), "shipped": made}
@@ -285,14 +306,8 @@ def _train(
             same = made.get("seed") == cfg.seed
             train_ids = [i.image_id for i in split.train] if same else []
         else:
-            train = prepare(ws, split.train, spec)
-            torch.manual_seed(cfg.seed)
-            model = build_model(spec)
-            result = fit(model, spec, train, val, cfg, emit=emit)
-            model.load_state_dict(result.state)
-            validation = result.metrics
+            model, validation, training = _fit_here(ws, spec, split, cfg, guided, emit)
             source = "trained here"
-            training = {**asdict(cfg), "best_epoch": result.best_epoch}
             train_ids = [i.image_id for i in split.train]
         data = (
             "nilearn's MNI152 brain slices" if spec.name == "brain-tissue" else "generated phantoms"
@@ -315,6 +330,47 @@ def _train(
         "task": spec.task,
         "validation": active.metrics.get("validation", {}),
     }
+
+
+def _fit_here(
+    ws: Workspace, spec: ModelSpec, split: Any, cfg: TrainConfig, guided: TrainConfig | None,
+    emit: Emit,
+) -> tuple[Any, dict, dict]:  # fmt: skip
+    """Train the model; its validation metrics and training record. A guided spec starts from
+    its unguided twin (the same model as an unguided demo's): the shipped one when there is one
+    (`shipped.unguided_base`), else trained here with `cfg`; then it trains with simulated clicks
+    (`guided`). Its record keeps the unguided model's ("unguided"), so the guided model's Dice
+    without clicks can be compared with the unguided one's on the same images."""
+    shipped_base = unguided_base(spec) if guided is not None else None
+    if shipped_base is not None:  # the unguided twin's shipped weights: no need to retrain it
+        path, entry = shipped_base
+        state = dict(read_tensors(path))
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        unguided_stage = {"spec": entry["spec"], "validation": entry.get("validation", {}),
+                          "training": entry.get("training", {})}  # fmt: skip
+    else:
+        base = unguided(spec)
+        train, val = prepare(ws, split.train, base), prepare(ws, split.val, base)
+        torch.manual_seed(cfg.seed)
+        model = build_model(base)
+        result = fit(model, base, train, val, cfg, emit=emit)
+        model.load_state_dict(result.state)
+        training: dict[str, Any] = {**asdict(cfg), "best_epoch": result.best_epoch}
+        if guided is None or not spec.guided:
+            return model, result.metrics, training
+        # Stored as it would ship, and the guided model starts from that (float16) copy.
+        path, state, key = half_round_trip(base, result.state, ws.root / "unguided")
+        unguided_stage = {"spec": key, "validation": result.metrics, "training": training}
+    model = build_model(spec, pretrained=False)
+    add_guidance_weights(model, state)  # guidance channels at zero: the same answers
+    model.load_state_dict(state)
+    train, val = prepare(ws, split.train, spec), prepare(ws, split.val, spec)
+    assert guided is not None  # a guided spec without its guided stage returned above
+    result_g = fit(model, spec, train, val, guided, emit=emit)
+    model.load_state_dict(result_g.state)
+    unguided_stage["source"] = str(path)  # shipped beside it (shipped.write_shipped)
+    record = {**asdict(guided), "best_epoch": result_g.best_epoch, "unguided": unguided_stage}
+    return model, result_g.metrics, record
 
 
 def _propose(ws: Workspace, name: str, image_ids: list) -> int:

@@ -36,6 +36,10 @@ ALL_TASKS = (*TASKS, "brain")  # and the real brain MRI (nilearn's MNI152 slices
 # clinician's exact corrections are what retraining improves on (the chest crescent's hull is
 # about twice its area: Dice 0.62 against the exact mask, on average).
 ROUGH_TRUTH = ("chest",)
+# Click-guided segmenters (issue 15): the clinician's clicks correct their masks. Each is
+# trained as before without clicks, then from those weights (guidance channels at zero: the
+# same answers) with the trainer's simulated clicks for `guided_epochs` more (build._train).
+GUIDED = ("chest",)
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,10 @@ class DemoSize:
     input_size: dict[str, int]  # the model's input, per task
     epochs: dict[str, int]
     lr: dict[str, float]
+    guided_epochs: dict[str, int]  # GUIDED tasks: training with clicks after `epochs`
+    guided_lr: dict[str, float]
     batch_size: int = 8
+    guided_batch_size: int = 4  # more steps an epoch: each epoch's click validation is costly
 
     def key(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -74,6 +81,8 @@ FULL = DemoSize(
     input_size={"chest": 256, "abdomen": 256, "fundus": 256, "brain": 256},
     epochs={"chest": 60, "abdomen": 80, "fundus": 10, "brain": 40},
     lr={"chest": 3e-3, "abdomen": 1e-2, "fundus": 3e-3, "brain": 1e-2},
+    guided_epochs={"chest": 40, "abdomen": 20},
+    guided_lr={"chest": 2e-3, "abdomen": 2e-3},
 )
 SMALL = DemoSize(
     patients={"chest": 3, "abdomen": 2, "fundus": 3, "brain": 1},
@@ -83,6 +92,8 @@ SMALL = DemoSize(
     input_size={"chest": 64, "abdomen": 64, "fundus": 64, "brain": 64},
     epochs={"chest": 1, "abdomen": 1, "fundus": 1, "brain": 1},
     lr={"chest": 3e-3, "abdomen": 3e-3, "fundus": 3e-3, "brain": 3e-3},
+    guided_epochs={"chest": 1, "abdomen": 1},
+    guided_lr={"chest": 1e-3, "abdomen": 1e-3},
     batch_size=4,
 )
 
@@ -161,7 +172,8 @@ def model_specs(size: DemoSize, pretrained: Path | None = None) -> dict[str, Mod
     """One small CPU model per task: EfficientNet-Lite0 to stride 16 (encoder_depth 4: Grad-CAM
     reads a 16x16 map from a 256x256 input; 0.9 million weights a segmenter) and a narrow U-Net
     decoder. `pretrained`: its ImageNet encoder weights (medviewer.models.pretrained) to train
-    from; the full demo's models usually come trained (medviewer.demo.shipped)."""
+    from; the full demo's models usually come trained (medviewer.demo.shipped). The GUIDED
+    tasks' segmenters take clicks and the previous mask."""
     inp = {task: [n, n] for task, n in size.input_size.items()}
     specs = _specs(inp, [64, 32, 16, 16])
     return {
@@ -172,9 +184,16 @@ def model_specs(size: DemoSize, pretrained: Path | None = None) -> dict[str, Mod
             encoder_weights=str(pretrained) if pretrained else None,
             mean=EFFICIENTNET_LITE0_MEAN[: spec.in_channels],
             std=EFFICIENTNET_LITE0_STD[: spec.in_channels],
+            guidance="clicks" if task in GUIDED else "none",
+            guidance_prev_mask=task in GUIDED,
         )
         for task, spec in specs.items()
     }
+
+
+def unguided(spec: ModelSpec) -> ModelSpec:
+    """The same model without click guidance: what a guided demo model is trained from."""
+    return replace(spec, guidance="none", guidance_prev_mask=False)
 
 
 def _specs(inp: dict[str, list[int]], decoder: list[int]) -> dict[str, ModelSpec]:

@@ -7,6 +7,11 @@ below what changes a mask) with an index naming the spec they belong to, the tra
 and where they were made. The demo uses a shipped file only when its spec is exactly the one the
 demo asks for (encoder_weights aside: the shipped file holds the whole model); otherwise it
 trains, as it does for the small test demo.
+
+A click-guided model is trained from its unguided twin's weights (the model the demo shipped
+before it took clicks: `unguided_base`), kept beside it as `<name>.unguided.safetensors` and
+named in its entry's training record under "unguided" (with that model's spec and validation),
+so `make demo-models` remakes the guided model from the same start without retraining that.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from medviewer.atomic import atomic_write, atomic_write_json
+from medviewer.atomic import atomic_write, atomic_write_bytes, atomic_write_json
 from medviewer.models.checkpoints import load_weights
 from medviewer.models.registry import MedModel, build_model
 from medviewer.models.spec import ModelSpec
@@ -43,6 +48,34 @@ def read_index(folder: Path = WEIGHTS) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return index if isinstance(index, dict) else {}
+
+
+def unguided_base(spec: ModelSpec, folder: Path = WEIGHTS) -> tuple[Path, dict[str, Any]] | None:
+    """The shipped weights of a guided spec's unguided twin and their index entry: the model's
+    own entry while it ships unguided, else its entry's training "unguided"; None if none."""
+    if not spec.guided:
+        return None
+    key = _key(replace(spec, guidance="none", guidance_prev_mask=False))
+    entry = read_index(folder).get(spec.name)
+    entry = entry if isinstance(entry, dict) else {}
+    for e in (entry, (entry.get("training") or {}).get("unguided")):
+        if isinstance(e, dict) and e.get("spec") == key and (folder / str(e.get("file"))).is_file():
+            return folder / str(e["file"]), e
+    return None
+
+
+def half_round_trip(
+    spec: ModelSpec, state: dict[str, torch.Tensor], folder: Path
+) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]]:
+    """An unguided model's weights stored as shipped (float16) in `folder`, the weights read
+    back (float32, what a guided model then starts from, whether made now or read from the
+    shipped file later) and the spec as the index keeps it."""
+    path = folder / f"{spec.name}.unguided.safetensors"
+    half = {k: _half(v) for k, v in state.items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: save_file(half, str(tmp)))
+    back = {k: v.float() if v.is_floating_point() else v for k, v in half.items()}
+    return path, back, _key(spec)
 
 
 def shipped_entry(spec: ModelSpec, folder: Path = WEIGHTS) -> dict[str, Any] | None:
@@ -68,14 +101,27 @@ def load_shipped(
 
 
 def write_shipped(
-    folder: Path, models: dict[str, tuple[MedModel, ModelSpec, dict[str, Any]]]
+    folder: Path,
+    models: dict[str, tuple[MedModel, ModelSpec, dict[str, Any]]],
+    keep: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Store each model's weights as float16 and the index (atomically, file by file)."""
+    """Store each model's weights as float16 and the index (atomically, file by file); `keep`:
+    index entries of models not made now, kept as they are."""
     folder.mkdir(parents=True, exist_ok=True)
-    index: dict[str, Any] = {}
+    index: dict[str, Any] = {k: v for k, v in (keep or {}).items() if k not in models}
     for name, (model, spec, metrics) in models.items():
         file = f"{name}.safetensors"
+        base = metrics.get("training", {}).get("unguided")
+        if isinstance(base, dict) and base.get("source"):  # kept before `file` is rewritten
+            source, target = Path(base.pop("source")), folder / f"{name}.unguided.safetensors"
+            data = source.read_bytes()
+            if source.resolve() != target.resolve():
+                atomic_write_bytes(target, data)
+            base.update(file=target.name, sha256=hashlib.sha256(data).hexdigest())
         state = {k: _half(v) for k, v in model.state_dict().items()}
+        for k, v in state.items():  # e.g. a BatchNorm variance beyond float16's 65504
+            if v.is_floating_point() and not torch.isfinite(v).all():
+                raise ValueError(f"{name}: {k} does not fit float16; not shipped")
         atomic_write(folder / file, lambda tmp, s=state: save_file(s, str(tmp)))
         index[name] = {
             "file": file,

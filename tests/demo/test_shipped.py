@@ -15,13 +15,15 @@ import torch
 from safetensors import safe_open
 
 from medviewer.demo.build import build_demo
-from medviewer.demo.cases import FULL, SMALL, model_specs, only
+from medviewer.demo.cases import FULL, GUIDED, SMALL, model_specs, only
 from medviewer.demo.shipped import (
     INDEX,
     WEIGHTS,
+    half_round_trip,
     load_shipped,
     read_index,
     shipped_entry,
+    unguided_base,
     write_shipped,
 )
 from medviewer.imaging.display import Image
@@ -125,3 +127,51 @@ def test_fundus_heatmap_is_fine_and_stays_on_the_retina(tmp_path: Path) -> None:
     for cam in grad_cam(engine, image).values():
         assert cam.shape == fov.shape and cam[fov == 0].max() == 0
         assert np.abs(np.diff(cam, axis=1)).max() < 0.2  # smooth: 16x16 blocks would step ~1
+
+
+def test_guided_models_ship_with_the_unguided_weights_they_started_from() -> None:
+    specs = model_specs(FULL)
+    for task in GUIDED:
+        spec = specs[task]
+        assert spec.guided and spec.guidance_prev_mask
+        entry = shipped_entry(spec)
+        assert entry is not None
+        base, base_entry = unguided_base(spec)
+        assert base == WEIGHTS / f"{spec.name}.unguided.safetensors"
+        assert base_entry == entry["training"]["unguided"]
+        assert hashlib.sha256(base.read_bytes()).hexdigest() == base_entry["sha256"]
+        assert base_entry["spec"]["name"] == spec.name and "guidance" not in base_entry["spec"]
+        assert base_entry["validation"]["mean_dice"] > 0.85  # what the guided model began as
+        clicks = entry["validation"]["clicks"]
+        assert clicks["objects"] > 0 and set(clicks["dice_after"]) == {"0", "1", "3", "5"}
+    assert unguided_base(specs["fundus"]) is None  # takes no clicks
+
+
+def test_write_shipped_keeps_other_entries_and_the_unguided_start(tmp_path: Path) -> None:
+    spec = replace(model_specs(SMALL)["abdomen"], guidance="clicks", guidance_prev_mask=True)
+    base_spec = replace(spec, guidance="none", guidance_prev_mask=False)
+    torch.manual_seed(0)
+    start, state, key = half_round_trip(
+        base_spec, build_model(base_spec, pretrained=False).state_dict(), tmp_path / "ws"
+    )
+    assert key["name"] == spec.name and all(v.dtype != torch.float16 for v in state.values())
+    metrics = {"training": {"unguided": {"source": str(start), "spec": key, "validation": {}}}}
+    model = build_model(spec, pretrained=False)
+    index = write_shipped(tmp_path, {spec.name: (model, spec, metrics)}, keep={"other": {"a": 1}})
+    assert index["other"] == {"a": 1}
+    kept = tmp_path / f"{spec.name}.unguided.safetensors"
+    assert kept.read_bytes() == start.read_bytes()
+    assert unguided_base(spec, tmp_path) == (kept, index[spec.name]["training"]["unguided"])
+    assert shipped_entry(spec, tmp_path) is not None
+    kept.unlink()  # its start gone: a guided model is then trained from scratch
+    assert unguided_base(spec, tmp_path) is None
+
+
+def test_weights_beyond_float16_are_refused_not_shipped_as_infinite(tmp_path: Path) -> None:
+    spec = model_specs(SMALL)["abdomen"]
+    model = build_model(spec, pretrained=False)
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.running_var[0] = 1e6  # float16 ends at 65504
+    with pytest.raises(ValueError, match="running_var does not fit float16"):
+        write_shipped(tmp_path, {spec.name: (model, spec, {})})
+    assert not (tmp_path / INDEX).exists()
