@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from harness import Row
 
-from medviewer.demo.cases import FULL, model_specs
+from medviewer.demo.cases import FULL, GUIDED, model_specs
 from medviewer.demo.phantoms import make_case
 from medviewer.demo.shipped import load_shipped
 from medviewer.imaging.display import Image
@@ -40,7 +40,6 @@ SIZE = 512
 TARGET_S = 0.300
 CLICKS, QUICK_CLICKS = 5, 3
 REPEATS, QUICK_REPEATS = 3, 1
-TASKS = ("chest", "abdomen")
 SEED = 10**7  # phantoms from here on: none of the demo's; the first with a finding is clicked
 
 
@@ -78,7 +77,7 @@ def _session(engine: Engine, image: Image, truth: np.ndarray, n: int) -> list[fl
 def run(quick: bool = False, device: str = "cpu") -> list[Row]:
     n, repeats = (QUICK_CLICKS, QUICK_REPEATS) if quick else (CLICKS, REPEATS)
     rows = []
-    for task in TASKS:
+    for task in GUIDED:
         engine, where = _engine(task, device)
         case = next(c for k in range(100) if (c := make_case(task, SEED + k, SIZE)).finding)
         image = Image(pixels=case.image, source=f"{task} phantom {case.seed}")
