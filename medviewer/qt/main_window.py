@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from medviewer.imaging.display import PRESETS
-from medviewer.qt import click_tool, icons, keymap, theme
+from medviewer.qt import click_tool, icons, keymap, team, theme
 from medviewer.qt.dialogs.cheat_sheet import CheatSheet
 from medviewer.qt.dialogs.pacs_open import PacsOpenDialog
 from medviewer.qt.dialogs.pacs_send import PacsSendDialog
@@ -44,7 +44,7 @@ from medviewer.qt.viewer.mpr_view import MprView
 from medviewer.qt.volume import VolumeController
 from medviewer.qt.workers import Workers
 from medviewer.training.jobs import JobManager
-from medviewer.workspace import ImageQuery
+from medviewer.workspace import ImageQuery, PermissionDenied
 
 ISLAND_PIXELS = 20  # "remove small islands": regions smaller than this many pixels
 
@@ -108,6 +108,7 @@ class MainWindow(QMainWindow):
         self.measures = MeasureKeeper.install(self)  # kept rulers and ROIs, class sizes
         # After _connect: its view of a reloaded image comes after the window's (issue 15).
         self.click_tool = click_tool.install(self)
+        self.team = team.install(self)  # leases and live updates on a PostgreSQL workspace
         self.refresh_worklist()
         self.models.show_models(ws.models.list())
         self.host.start()
@@ -441,7 +442,10 @@ class MainWindow(QMainWindow):
         self.view.proposal_item.setVisible(on and self.view.mask_item.isVisible())
 
     def _activate_model(self, name: str, version: str) -> None:
-        self.ws.models.activate(name, version)  # heard by _model_activated
+        try:
+            self.ws.models.activate(name, version)  # heard by _model_activated
+        except PermissionDenied as e:  # an annotator's login: the server refused
+            self._error(f"Not allowed: {e}")
 
     def _poll_activations(self) -> None:
         if self.host.runner is None:
@@ -680,6 +684,8 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window_state", self.saveState())
         self._activation_clock.stop()
         self._stop_hearing()
+        if self.team is not None:
+            self.team.close()  # the lease released: others stop seeing this window
         for dialog in (self._pacs_open, self._pacs_send):
             if dialog is not None:
                 dialog.shutdown()  # a transfer ends after its instance in flight

@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from medviewer.editing.session import EditSession
 from medviewer.imaging import Image, render
+from medviewer.workspace import PermissionDenied
 from medviewer.workspace.classes import ClassResolver
 from medviewer.workspace.review_state import (
     ReviewState,
@@ -188,6 +189,9 @@ class ReviewController(QObject):
     def _after_save(self, future: Future, image_id: int) -> None:
         try:
             future.result()
+        except PermissionDenied as e:  # the server refused this login (an annotator approving)
+            self.sig_error.emit(f"Not allowed: {e}")
+            return
         except Exception as e:  # noqa: BLE001
             self.sig_save_failed.emit(str(e))
             return

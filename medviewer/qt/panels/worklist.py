@@ -37,6 +37,7 @@ STATUS_FILTERS = {
     "Approved": ["approved"],
     "Rejected": ["rejected"],
 }
+CONFLICTS = "Conflicts"  # the images two clinicians saved at once (`ImageRow.conflict`)
 FINDING_FILTERS = {"Any AI result": None, "AI: finding": True, "AI: no finding": False}
 ORDERS = {
     "By patient / study": ("study", False),
@@ -55,7 +56,7 @@ def _cell(row: ImageRow, column: int, models: str) -> str:
         finding,
         "" if row.ai_probability is None else f"{row.ai_probability:.2f}",
         "" if row.ai_uncertainty is None else f"{row.ai_uncertainty:.2f}",
-        row.status.replace("_", " "),
+        row.status.replace("_", " ") + (" \u26a0 conflict" if row.conflict else ""),
         row.modality,
         row.study_description or _uid_label(row.study_uid),
         row.series_description or _uid_label(row.series_uid),
@@ -166,7 +167,7 @@ class WorklistPanel(QWidget):
             lambda idx: self.sig_image_chosen.emit(self.model.rows[idx.row()].id)
         )
         self.status = QComboBox()
-        self.status.addItems(list(STATUS_FILTERS))
+        self.status.addItems([*STATUS_FILTERS, CONFLICTS])
         self.finding = QComboBox()
         self.finding.addItems(list(FINDING_FILTERS))
         self.order = QComboBox()
@@ -185,7 +186,8 @@ class WorklistPanel(QWidget):
         order, descending = ORDERS[self.order.currentText()]
         self.model.group_patients = order == "study"
         return ImageQuery(
-            status=STATUS_FILTERS[self.status.currentText()],
+            status=STATUS_FILTERS.get(self.status.currentText()),
+            conflict=True if self.status.currentText() == CONFLICTS else None,
             ai_finding=FINDING_FILTERS[self.finding.currentText()],
             order=order,
             descending=descending,
