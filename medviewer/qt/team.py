@@ -54,8 +54,8 @@ class TeamPresence(QObject):
 
     def opened(self, image_id: int) -> None:
         """The window shows this image now: lease it (the previous one released), ask who else."""
-        if image_id == self.image_id:
-            return
+        if image_id == self.image_id or self._stop.is_set():
+            return  # closed: an image load that lands while the window closes leases nothing
         self.image_id = image_id
         self._pool.submit(self._take, image_id)
 
@@ -78,7 +78,8 @@ class TeamPresence(QObject):
         self.sig_others.emit(image_id, sorted({lease.holder for lease in others}))
 
     def _heartbeat(self) -> None:
-        self._pool.submit(self._beat_now)
+        if not self._stop.is_set():  # a beat queued before close() runs nothing after it
+            self._pool.submit(self._beat_now)
 
     def _beat_now(self) -> None:
         if self._lease is None:
@@ -115,6 +116,8 @@ class TeamPresence(QObject):
 
     def close(self) -> None:
         """The window closes: stop the feed, release the lease (waited for, briefly)."""
+        if self._stop.is_set():
+            return
         self._beat.stop()
         self._stop.set()
         self.image_id = None

@@ -74,8 +74,10 @@ def test_sigkill_at_random_points_loses_nothing_committed(ws: Workspace) -> None
         time.sleep(rng.uniform(0.0, 0.3))
         os.kill(proc.pid, signal.SIGKILL)
         rest, _ = proc.communicate()
-        for line in [first, *rest.splitlines()]:
-            if line.strip():
+        # print() writes its parts one by one, so a kill can cut the last line short (a
+        # block of the pipe's buffer flushed mid-line): only whole lines are known commits.
+        for line in (first + rest).splitlines(keepends=True):
+            if line.endswith("\n") and line.strip():
                 rev_id, digest = line.split()
                 committed[int(rev_id)] = digest
         _check(root, committed)
