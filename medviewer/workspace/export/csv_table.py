@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -166,15 +167,7 @@ def export_csv(
         if anonymiser is not None:
             _anonymise(record, anonymiser)
     path = out_dir / f"images_{which}.csv"
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, [*COLUMNS, *class_columns, *volume_columns], restval="")
-    writer.writeheader()
-    writer.writerows({k: cell(v) for k, v in r.items()} for r in records)
-    try:
-        atomic_write_text(path, text.getvalue())
-    except OSError as e:
-        raise ExportError(f"{path}: cannot write: {e.strerror}") from e
-    report.files.append(path)
+    _write(path, [*COLUMNS, *class_columns, *volume_columns], records, report)
     if report.skipped:
         report.notes.append(
             f"{path.name}: {report.skipped} image(s) have no {which} mask; "
@@ -256,8 +249,16 @@ def _export_measurements(
     if not rows:
         return None  # nobody measured anything: no empty table
     path = out_dir / "measurements.csv"
+    _write(path, MEASUREMENT_COLUMNS, rows, report)
+    return path
+
+
+def _write(
+    path: Path, columns: Sequence[str], rows: list[dict[str, Any]], report: ExportReport
+) -> None:
+    """One CSV table, every cell through `cell`, written atomically and listed in the report."""
     text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, MEASUREMENT_COLUMNS, restval="")
+    writer = csv.DictWriter(text, columns, restval="")
     writer.writeheader()
     writer.writerows({k: cell(v) for k, v in r.items()} for r in rows)
     try:
@@ -265,7 +266,6 @@ def _export_measurements(
     except OSError as e:
         raise ExportError(f"{path}: cannot write: {e.strerror}") from e
     report.files.append(path)
-    return path
 
 
 def _anonymise(record: dict[str, Any], anonymiser: Anonymiser) -> None:
