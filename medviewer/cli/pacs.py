@@ -330,8 +330,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         if r.error:
             print(f"  mask not imported: {r.error}")
         else:
-            again = ", imported before" if r.already else ""
-            print(f"  {r.path.name} -> image {r.image_id} (revision {r.revision_id}{again})")
+            print(f"  {r.describe()}")
     ended = "cancelled; " if got.cancelled else ""
     print(
         f"{ended}{len(transfer.files)} instance(s) retrieved into {got.folder}; workspace "

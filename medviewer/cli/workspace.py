@@ -44,8 +44,7 @@ def cmd_import_masks(args: argparse.Namespace) -> int:
         if r.error:
             print(f"  error: {r.error}")
         else:
-            again = ", imported before" if r.already else ""
-            print(f"  {r.path.name} -> image {r.image_id} (revision {r.revision_id}{again})")
+            print(f"  {r.describe()}")
     print(f"{len(ok)} mask(s) imported, {len(results) - len(ok)} failed")
     if not ok:
         return 2

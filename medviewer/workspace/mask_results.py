@@ -20,6 +20,11 @@ class MaskImportResult:
     error: str | None = None
     already: bool = False  # the same file was imported onto this image before: no new revision
 
+    def describe(self) -> str:
+        """One line for an imported mask: the file, its image and revision."""
+        again = ", imported before" if self.already else ""
+        return f"{self.path.name} -> image {self.image_id} (revision {self.revision_id}{again})"
+
     @classmethod
     def failed(cls, path: Path, error: Exception, image_id: int | None = None) -> MaskImportResult:
         """The file's error, its message starting with the file's path (once)."""
