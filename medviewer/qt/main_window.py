@@ -333,13 +333,14 @@ class MainWindow(QMainWindow):
         self.models.sig_activate.connect(self._activate_model)
         self.host.sig_ready.connect(self.device_label.setText)
         self.host.sig_error.connect(self._error)
-        self.host.sig_jobs_changed.connect(
-            lambda n: self.jobs_label.setText(f"AI: {n} running" if n else "")
-        )
+        self.host.sig_jobs_changed.connect(self._show_jobs)  # a method: gone with the window
         self.view.sig_cursor.connect(self.cursor_label.setText)
         self.view.box.sig_scroll.connect(self.scroll_slices)
 
     # -- actions -----------------------------------------------------------------------
+
+    def _show_jobs(self, n: int) -> None:
+        self.jobs_label.setText(f"AI: {n} running" if n else "")
 
     def refresh_worklist(self) -> None:
         self.worklist.model.set_rows(self.ws.images(self.worklist.query()))
