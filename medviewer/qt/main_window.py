@@ -42,16 +42,18 @@ from medviewer.qt.viewer.image_view import ImageView
 from medviewer.qt.viewer.layouts import LayoutHost, layout_actions
 from medviewer.qt.viewer.mpr_view import MprView
 from medviewer.qt.volume import VolumeController
+from medviewer.qt.window_reads import WindowReads
 from medviewer.qt.workers import Workers
 from medviewer.training.jobs import JobManager
-from medviewer.workspace import ImageQuery, PermissionDenied
+from medviewer.workspace import ImageQuery
 
 ISLAND_PIXELS = 20  # "remove small islands": regions smaller than this many pixels
 
 if TYPE_CHECKING:
     from medviewer.imaging import Image
-    from medviewer.workspace import Workspace
+    from medviewer.workspace import ImageRow, Workspace
     from medviewer.workspace.review_state import ReviewState
+    from medviewer.workspace.revisions import Confirmed
 
 
 class MainWindow(QMainWindow):
@@ -71,6 +73,7 @@ class MainWindow(QMainWindow):
         self.job_events = JobEvents()
         self.jobs = JobManager(ws, on_event=self.job_events)  # also shows how earlier jobs ended
         self.review = ReviewController(ws, self.workers, self.host, author)
+        self.reads = WindowReads(ws, self)  # the window's own queries, off the GUI thread
         self.view = ImageView()
         self.tools = ToolController(self.view, self.review)
         # Three planes of the volume the current image belongs to (issue 14).
@@ -331,6 +334,11 @@ class MainWindow(QMainWindow):
         self.review.sig_error.connect(self._error)
         self.labels.sig_labels_changed.connect(self.review.set_labels)
         self.models.sig_activate.connect(self._activate_model)
+        self.reads.sig_row.connect(self._row_read)  # methods: gone with the window
+        self.reads.sig_place.connect(self._place_read)
+        self.reads.sig_models.connect(self.models.show_models)
+        self.reads.sig_refused.connect(self._error)
+        self.reads.sig_error.connect(self._read_failed)
         self.host.sig_ready.connect(self.device_label.setText)
         self.host.sig_error.connect(self._error)
         self.host.sig_jobs_changed.connect(self._show_jobs)  # a method: gone with the window
@@ -346,11 +354,18 @@ class MainWindow(QMainWindow):
         self.worklist.model.set_rows(self.ws.images(self.worklist.query()))
 
     def _refresh_row(self, image_id: int) -> None:
-        self.worklist.model.update_row(self.ws.image(image_id))
         state = self.review.state
-        if state is not None and state.image.id == image_id:  # approved or saved just now
-            state.confirmed = self.ws.revisions.confirmed(image_id)
+        self.reads.row(image_id, confirmed=state is not None and state.image.id == image_id)
+
+    def _row_read(self, row: ImageRow, with_truth: bool, confirmed: Confirmed | None) -> None:
+        self.worklist.model.update_row(row)
+        state = self.review.state
+        if with_truth and state is not None and state.image.id == row.id:  # approved or saved
+            state.confirmed = confirmed
             self.truth_label.setText(state.truth)
+
+    def _read_failed(self, message: str) -> None:
+        self.statusBar().showMessage(message, 10000)
 
     def open_image(self, image_id: int) -> None:
         self.settings.setValue("last_image", image_id)
@@ -443,10 +458,7 @@ class MainWindow(QMainWindow):
         self.view.proposal_item.setVisible(on and self.view.mask_item.isVisible())
 
     def _activate_model(self, name: str, version: str) -> None:
-        try:
-            self.ws.models.activate(name, version)  # heard by _model_activated
-        except PermissionDenied as e:  # an annotator's login: the server refused
-            self._error(f"Not allowed: {e}")
+        self.reads.activate(name, version)  # heard by _model_activated; a refusal by _error
 
     def _poll_activations(self) -> None:
         if self.host.runner is None:
@@ -461,7 +473,7 @@ class MainWindow(QMainWindow):
 
     def _model_activated(self, name: str, version: str) -> None:
         """Whoever activated a version: show it, load it, and propose again on screen."""
-        self.models.show_models(self.ws.models.list())
+        self.reads.models()  # shown when read
         if self.host.runner is None or self.host.versions.get(name) == version:
             return
         self.host.versions[name] = version  # claimed now, so the poll does not load it twice
@@ -641,15 +653,21 @@ class MainWindow(QMainWindow):
     def _update_look(self, state: ReviewState, image: Image, shown: np.ndarray | None) -> None:
         self.class_palette.show_palette(state.palette)
         self.class_palette.set_active(self.tools.value)
+        # This image's patient at once; its place in the series and study date once read
+        # (never the previous image's beside this one's name).
         row = state.image
-        series = self.ws.images(ImageQuery(series_uid=row.series_uid))
-        k = next((i for i, r in enumerate(series) if r.id == row.id), row.position)
-        study_date = self.ws.frame_ref(row.id).instance.study_date
-        size = f"{row.columns}x{row.rows}"
-        self.corners.set_info(corner_info(row, k + 1, len(series), study_date, size))
+        self.corners.set_info(corner_info(row, 0, 0, "", f"{row.columns}x{row.rows}"))
+        self.reads.place(row)
         self.corners.set_window(self.view.window)
         self._update_zoom()
         self.tool_label.setText(self.tools.status_text())
+
+    def _place_read(self, image_id: int, k: int, n: int, study_date: str) -> None:
+        state = self.review.state
+        if state is None or state.image.id != image_id:
+            return  # the clinician moved on
+        row = state.image
+        self.corners.set_info(corner_info(row, k, n, study_date, f"{row.columns}x{row.rows}"))
 
     def _update_zoom(self) -> None:
         if self.view.image is None:
@@ -685,6 +703,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window_state", self.saveState())
         self._activation_clock.stop()
         self._stop_hearing()
+        self.reads.close()
         if self.team is not None:
             self.team.close()  # the lease released: others stop seeing this window
         for dialog in (self._pacs_open, self._pacs_send):

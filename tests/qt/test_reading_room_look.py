@@ -59,7 +59,8 @@ def test_pressing_2_highlights_class_2_in_the_palette(window, qtbot) -> None:
 
 def test_corners_show_slice_and_window_and_follow_the_wheel(window, qtbot) -> None:
     corners = window.corners
-    assert "Slice 1/3" in corners.text("bottom_left")
+    # The place in the series is read off the GUI thread: it follows the image by a moment.
+    qtbot.waitUntil(lambda: "Slice 1/3" in corners.text("bottom_left"), timeout=10_000)
     assert "W " in corners.text("bottom_left") and "L " in corners.text("bottom_left")
     assert "Test, Patient" in corners.text("top_left") and "ID P1" in corners.text("top_left")
     assert "Zoom" in corners.text("bottom_right")

@@ -1,0 +1,93 @@
+"""The main window's database work runs off the GUI thread (on a PostgreSQL server across a
+network each query is a round trip that would freeze the window): every use of the workspace's
+connection (`Workspace.db`, the one entry point of its SQL) is recorded with its thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from PySide6.QtWidgets import QLabel
+
+from medviewer.models.versions import add_model
+from medviewer.workspace import Workspace
+from tests.qt.conftest import drag
+from tests.qt.test_ai_in_app import SPEC
+
+
+@pytest.fixture
+def gui_queries(monkeypatch) -> Iterator:
+    """`with gui_queries():` the list of queries the GUI thread made inside the block."""
+    real = Workspace.db.fget
+    recording: list[list[str]] = []
+
+    def db(self: Workspace):  # type: ignore[no-untyped-def]
+        if recording and threading.current_thread() is threading.main_thread():
+            recording[-1].append("query on the GUI thread")
+        return real(self)
+
+    monkeypatch.setattr(Workspace, "db", property(db))
+
+    @contextmanager
+    def block() -> Iterator[list[str]]:
+        calls: list[str] = []
+        recording.append(calls)
+        try:
+            yield calls
+        finally:
+            recording.remove(calls)
+
+    return block
+
+
+def _row(window, image_id: int):
+    return next(r for r in window.worklist.model.rows if r.id == image_id)
+
+
+def test_a_saved_rows_refresh_reads_off_the_gui_thread(window, qtbot, gui_queries) -> None:
+    image = window.review.state.image.id
+    drag(window, [(10, 30), (40, 30)])
+    window.review.save_now()
+    qtbot.waitUntil(
+        lambda: window.truth_label.text() == "mask confirmed by dr.test", timeout=10_000
+    )
+    window.ws.revisions.set_status(image, "rejected", author="dr.other")  # elsewhere, say
+    with gui_queries() as calls:
+        window._refresh_row(image)
+    assert calls == []
+    qtbot.waitUntil(lambda: _row(window, image).status == "rejected", timeout=10_000)
+    qtbot.waitUntil(lambda: window.truth_label.text() == "mask not confirmed", timeout=10_000)
+
+
+def test_the_corners_place_in_the_series_is_read_off_the_gui_thread(
+    window, qtbot, gui_queries
+) -> None:
+    second = window.ws.images()[1].id
+    window.open_image(second)
+    qtbot.waitUntil(lambda: window.review.state.image.id == second, timeout=10_000)
+    qtbot.waitUntil(lambda: "Slice 2/3" in window.corners.text("bottom_left"), timeout=10_000)
+    state, image = window.review.state, window.review.image
+    first = window.ws.image(window.ws.images()[0].id)
+    state.image = first  # as if the first slice had just loaded
+    with gui_queries() as calls:
+        window._update_look(state, image, None)
+    assert calls == []
+    # Never the previous image's place beside this one's patient: it comes when it is read.
+    qtbot.waitUntil(lambda: "Slice 1/3" in window.corners.text("bottom_left"), timeout=10_000)
+    assert "Test, Patient" in window.corners.text("top_left")
+
+
+def test_activating_a_version_writes_off_the_gui_thread(window, qtbot, gui_queries) -> None:
+    add_model(window.ws, SPEC, None)
+    add_model(window.ws, SPEC, None, activate=False)  # v2
+    with gui_queries() as calls:
+        window._activate_model("tiny", "v2")
+        window._model_activated("tiny", "v2")  # what the activation listener then runs
+    assert calls == []
+    qtbot.waitUntil(lambda: window.ws.models.active_versions().get("tiny") == "v2", timeout=10_000)
+    qtbot.waitUntil(
+        lambda: any("tiny</b> v2" in w.text() for w in window.models.findChildren(QLabel)),
+        timeout=10_000,
+    )
