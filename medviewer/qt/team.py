@@ -92,22 +92,24 @@ class TeamPresence(QObject):
 
     def _follow(self) -> None:
         """The feed thread: changed images' rows, and the shown image's newest mask and
-        holders when it is among them."""
+        holders when it is among them; its holders again when a window opens or closes it."""
         try:
-            feed = ChangeFeed(self.ws)
+            feed = ChangeFeed(self.ws, leases=True)
         except Exception as e:  # noqa: BLE001 - the window works on without live updates
             self.sig_error.emit(f"no live updates from {self.ws.where}: {e}")
             return
         try:
             while not self._stop.is_set():
-                changed = feed.poll(FEED_WAIT_S)
-                if not changed or self._stop.is_set():
-                    continue
+                heard = feed.poll_changes(FEED_WAIT_S)
+                changed, shown = heard.revisions, self.image_id
+                if self._stop.is_set():
+                    break
                 try:
-                    self.sig_changed.emit([self.ws.image(i) for i in sorted(changed)])
-                    shown = self.image_id
+                    if changed:
+                        self.sig_changed.emit([self.ws.image(i) for i in sorted(changed)])
                     if shown in changed:
                         self.sig_newer_mask.emit(shown, self.ws.revisions.latest(shown, "mask"))
+                    if shown in changed or shown in heard.leases:
                         self._ask_who(shown)
                 except Exception:  # noqa: BLE001 - the next change reads them again
                     continue

@@ -2,7 +2,9 @@
 when it expires, so an app that dies stops showing within LEASE_SECONDS. A lease only shows;
 it never stops another clinician from editing (a concurrent save is kept and flagged a conflict,
 `revisions._parent_of`). Times are the database's clock on PostgreSQL, so clients whose clocks
-differ agree on expiry; the holder is the login there (`Workspace.acting_user`).
+differ agree on expiry; the holder is the login there (`Workspace.acting_user`). Opening a new
+lease and releasing one tell the other windows at once (`changes.announce_lease`); a renewal
+(heartbeat) tells nobody: nothing they show changes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from medviewer.workspace.changes import announce_lease
 
 if TYPE_CHECKING:
     from medviewer.workspace.store import Workspace
@@ -62,7 +66,10 @@ def open_lease(
         row = db.execute(
             f"SELECT {_COLUMNS} FROM leases WHERE image = ? AND client = ?", (image_id, client)
         ).fetchone()
-    return Lease(*row)
+        lease = Lease(*row)
+        if lease.since == now:  # new (a renewal keeps its start): others see it within a poll
+            announce_lease(ws, db, image_id)
+    return lease
 
 
 def heartbeat(ws: Workspace, lease: Lease, *, seconds: float = LEASE_SECONDS) -> Lease:
@@ -76,6 +83,7 @@ def release(ws: Workspace, lease: Lease) -> None:
         db.execute(
             "DELETE FROM leases WHERE image = ? AND client = ?", (lease.image_id, lease.client)
         )
+        announce_lease(ws, db, lease.image_id)
 
 
 def who_has(ws: Workspace, image_id: int, *, besides: str | None = None) -> list[Lease]:

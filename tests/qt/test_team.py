@@ -130,3 +130,19 @@ def test_the_annotators_approve_is_refused_in_words_and_the_app_goes_on(qtbot, t
     assert a.ws.image(first).status == "in_progress"  # the mask saved, the approval not
     assert a.ws.revisions.latest(first, "mask").author == annotator
     _show(qtbot, a, second)  # the app goes on
+
+
+def test_opening_and_closing_an_image_shows_in_the_other_window_within_seconds(qtbot, team) -> None:
+    """A lease opened or released wakes the other window's feed (NOTIFY medviewer_leases), not
+    its next heartbeat (every 20 s)."""
+    open_window, annotator, reviewer = team
+    a, b = open_window(annotator), open_window(reviewer)
+    first, second = (r.id for r in a.worklist.model.rows[:2])
+    _show(qtbot, b, first)
+    _show(qtbot, a, second)
+    qtbot.waitUntil(lambda: b.team.login is not None and a.team.login is not None, timeout=5_000)
+    assert b.team.view.label.text() == ""
+    _show(qtbot, a, first)
+    qtbot.waitUntil(lambda: b.team.view.label.text() == f"also open by {annotator}", timeout=3_000)
+    _show(qtbot, a, second)  # A moves on: its lease on the first image is released
+    qtbot.waitUntil(lambda: b.team.view.label.text() == "", timeout=3_000)
