@@ -229,10 +229,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Take the PostgreSQL workspace's queued training jobs until Ctrl+C / SIGTERM."""
     from medviewer.training.worker import run_worker
     from medviewer.workspace.errors import WorkspaceError
+    from medviewer.workspace.roles import require
 
     try:
         ranks = Ranks(nproc=args.nproc).check()
         with Workspace.open(args.workspace or default_workspace()) as ws:
+            require(ws, "worker", "take training jobs")  # said now, not midway in procrastinate
             print(f"worker on {ws.where}: {ranks.nproc} process(es) per job", file=sys.stderr)
             run_worker(ws, ranks, name=args.name)
     except (LaunchError, WorkspaceError) as e:

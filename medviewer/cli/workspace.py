@@ -159,10 +159,12 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_grant(args: argparse.Namespace) -> int:
+    from medviewer.training.queue import install
     from medviewer.workspace.roles import grant
 
     with _open(args) as ws:
         grant(ws, args.user, args.role)
+        install(ws)  # the training queue's tables, with the roles' grants: by the administrator
         print(f"{args.user} is now a {args.role} of {ws.where}")
     return 0
 
@@ -247,10 +249,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     grant = team_sub.add_parser(
         "grant",
         parents=[common],
-        help="make a PostgreSQL login an annotator or a reviewer (the server enforces it)",
+        help="make a PostgreSQL login an annotator, a reviewer or a training worker (the server "
+        "enforces it)",
     )
     grant.add_argument("user", help="the clinician's PostgreSQL login")
-    grant.add_argument("--role", required=True, choices=["annotator", "reviewer"])
+    grant.add_argument("--role", required=True, choices=["annotator", "reviewer", "worker"])
     grant.set_defaults(func=cmd_grant)
 
     hist = sub.add_parser("history", parents=[common], help="every revision of one image")

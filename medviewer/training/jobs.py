@@ -52,7 +52,7 @@ from medviewer.training.protocol import (
     read_result,
 )
 from medviewer.workspace import job_queue
-from medviewer.workspace.errors import WorkspaceError
+from medviewer.workspace.errors import PermissionDenied, WorkspaceError
 from medviewer.workspace.job_table import JobRecord
 
 if TYPE_CHECKING:
@@ -243,6 +243,8 @@ class JobManager:
                     job_queue_app.cancel(self.ws, job_id)
                 except WorkspaceError as e:
                     run.cancelled = False
+                    if isinstance(e, PermissionDenied):
+                        raise
                     raise JobError(str(e)) from e
                 return
             run.killer = threading.Thread(
@@ -345,6 +347,8 @@ class JobManager:
             job_queue_app.defer(self.ws, job.id, fields)
         except WorkspaceError as e:
             self.ws.jobs.update(job.id, state="failed", message=str(e))
+            if isinstance(e, PermissionDenied):  # this login's role may not (roles.py)
+                raise
             raise JobError(str(e)) from e
         self._watch(
             _JobRun(job.id, job.model_name or "", self.folder(job.id), 0, None, remote=True)

@@ -58,7 +58,7 @@ def defer(ws: Workspace, job_id: int, request: dict[str, Any]) -> int:
         with app.open():
             return app.configure_task(TASK, queue=QUEUE).defer(job_id=job_id, request=request)
     except Exception as e:  # procrastinate's and psycopg's errors: say which job and why
-        raise QueueError(f"{ws.where}: cannot queue job {job_id}: {e}") from e
+        raise job_queue.failure(ws, f"queue training job {job_id} (a reviewer's right)", e) from e
 
 
 def cancel(ws: Workspace, job_id: int) -> bool:
@@ -72,4 +72,4 @@ def cancel(ws: Workspace, job_id: int) -> bool:
         with app.open():
             return app.job_manager.cancel_job_by_id(found.task_id, abort=True)
     except Exception as e:
-        raise QueueError(f"{ws.where}: cannot cancel job {job_id}: {e}") from e
+        raise job_queue.failure(ws, f"cancel job {job_id}", e) from e

@@ -12,7 +12,10 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from medviewer.workspace.errors import WorkspaceError
+from psycopg import errors as pg_errors
+
+from medviewer.workspace import roles
+from medviewer.workspace.errors import PermissionDenied, WorkspaceError
 
 if TYPE_CHECKING:
     from medviewer.workspace.store import Workspace
@@ -65,25 +68,35 @@ def installed(ws: Workspace) -> bool:
 
 def install(ws: Workspace, procrastinate_schema: str) -> None:
     """Apply procrastinate's schema (its SQL text, given by training.queue) and job_events,
-    once: idempotent, and two first users at once wait on one advisory lock."""
+    once, with `workspace.roles`' grants on them: idempotent, and two first users at once wait
+    on one advisory lock. Creating tables needs the administrator (`workspace grant` does it)."""
     _server(ws)
     if installed(ws):
         return
-    with ws.transaction("install the training queue") as db:
+    with ws.transaction(
+        "install the training queue (the administrator's `workspace grant` does)"
+    ) as db:
         db.lock("training queue schema")
         if db.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()[0] is None:
             # Raw: the schema holds jsonb `?` operators the `?` placeholder translation breaks.
             db.raw.execute(procrastinate_schema)  # type: ignore[attr-defined]
         db.execute(_EVENTS_DDL)
         db.execute(_EVENTS_INDEX)
-        for role in ("medviewer_annotator", "medviewer_reviewer"):  # workspace.roles' groups
-            exists = db.execute("SELECT 1 FROM pg_roles WHERE rolname = ?", (role,)).fetchone()
-            if exists:  # every clinician may queue a job and read its events
-                db.raw.execute(  # type: ignore[attr-defined]
-                    f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role};"
-                    f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};"
-                    f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role}"
-                )
+        roles.apply(db)  # who may queue, cancel, take jobs and read their events
+
+
+def failure(ws: Workspace, what: str, error: BaseException) -> WorkspaceError:
+    """What a failed queue call (procrastinate's errors wrap psycopg's) reads as: the server's
+    refusal of this login's role as PermissionDenied, anything else as QueueError."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, pg_errors.InsufficientPrivilege):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, pg_errors.InsufficientPrivilege):
+        said = cause.diag.message_primary or cause
+        return PermissionDenied(
+            f"{ws.where}: {ws.db.user} may not {what} (the server refused: {said})"
+        )
+    return QueueError(f"{ws.where}: cannot {what}: {error}")
 
 
 def queued(ws: Workspace, job_id: int) -> Queued | None:

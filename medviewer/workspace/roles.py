@@ -8,6 +8,12 @@ grants on `models`). A revision's author is the login (`current_user`, set by a 
 typed name does not count); only the workspace's administrator (its owner, or a superuser) may
 record a name on another's behalf (imports, scripts). A refusal reaches the user as
 PermissionDenied naming the login and what it may not do (`Workspace.transaction`).
+
+The training queue (`workspace.job_queue`, procrastinate's tables): everyone reads it (a job's
+state and events); only reviewers queue and cancel jobs, since a queued job registers a version,
+and may activate it, with the worker's rights; a worker (`medviewer worker` on the GPU machine,
+its own login of `medviewer_worker`) takes jobs, beats, writes their events and state, and
+registers and activates versions, but adds no revision and decides no image.
 """
 
 from __future__ import annotations
@@ -15,12 +21,16 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from medviewer.workspace.errors import WorkspaceError
+from medviewer.workspace.errors import PermissionDenied, WorkspaceError
 
 if TYPE_CHECKING:
-    from medviewer.workspace.store import Workspace
+    from medviewer.workspace.store import Connection, Workspace
 
-ROLES = {"annotator": "medviewer_annotator", "reviewer": "medviewer_reviewer"}
+ROLES = {
+    "annotator": "medviewer_annotator",
+    "reviewer": "medviewer_reviewer",
+    "worker": "medviewer_worker",
+}
 _LOGIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.@-]{0,62}$")
 
 # Run by the administrator when the workspace is created (and again by `grant`: idempotent).
@@ -32,14 +42,36 @@ DO $$ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'medviewer_reviewer') THEN
         CREATE ROLE medviewer_reviewer NOLOGIN;
     END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'medviewer_worker') THEN
+        CREATE ROLE medviewer_worker NOLOGIN;
+    END IF;
 END $$;
-GRANT SELECT ON ALL TABLES IN SCHEMA public TO medviewer_annotator, medviewer_reviewer;
-GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO medviewer_annotator, medviewer_reviewer;
+-- Only what follows: an older queue install granted writes on every table.
+REVOKE INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public
+    FROM medviewer_annotator, medviewer_reviewer, medviewer_worker;
+GRANT SELECT ON ALL TABLES IN SCHEMA public
+    TO medviewer_annotator, medviewer_reviewer, medviewer_worker;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public
+    TO medviewer_annotator, medviewer_reviewer, medviewer_worker;
 GRANT INSERT, UPDATE ON patients, studies, series, images, import_reports, jobs
     TO medviewer_annotator, medviewer_reviewer;
 GRANT INSERT ON revisions, blob_data TO medviewer_annotator, medviewer_reviewer;
 GRANT INSERT, UPDATE, DELETE ON leases TO medviewer_annotator, medviewer_reviewer;
-GRANT INSERT, UPDATE ON models TO medviewer_reviewer;
+GRANT INSERT, UPDATE ON models TO medviewer_reviewer, medviewer_worker;
+GRANT UPDATE ON jobs TO medviewer_worker;
+
+-- The training queue, once installed (job_queue.install runs this again after it): procrastinate's
+-- defer, cancel and worker functions run with the caller's rights.
+DO $$ BEGIN
+    IF to_regclass('procrastinate_jobs') IS NOT NULL THEN
+        GRANT INSERT, UPDATE ON procrastinate_jobs TO medviewer_reviewer, medviewer_worker;
+        GRANT INSERT ON procrastinate_events TO medviewer_reviewer, medviewer_worker;
+        GRANT DELETE ON procrastinate_jobs TO medviewer_worker;
+        GRANT INSERT, UPDATE, DELETE ON procrastinate_workers, procrastinate_periodic_defers
+            TO medviewer_worker;
+        GRANT INSERT ON job_events TO medviewer_worker;
+    END IF;
+END $$;
 
 -- The administrator: the owner of the schema table, or a superuser.
 CREATE OR REPLACE FUNCTION medviewer_is_admin() RETURNS boolean LANGUAGE sql STABLE AS $$
@@ -91,18 +123,24 @@ def install(ws: Workspace) -> None:
     """Create the group roles, grants, policies and triggers (the administrator, once)."""
     _require_server(ws)
     with ws.transaction("set up the workspace's roles (needs an administrator)") as db:
-        db.execute(_INSTALL)
+        apply(db)
+
+
+def apply(db: Connection) -> None:
+    """The roles' grants, policies and triggers, in the caller's transaction: again after
+    tables are added (the training queue's, `job_queue.install`)."""
+    db.execute(_INSTALL)
 
 
 def grant(ws: Workspace, user: str, role: str) -> None:
-    """Make the login `user` an annotator or a reviewer of this workspace (and no longer the
-    other)."""
+    """Make the login `user` an annotator, a reviewer or a worker of this workspace (and no
+    longer the others)."""
     _require_server(ws)
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; valid: {', '.join(ROLES)}")
     if not _LOGIN.match(user):
         raise WorkspaceError(f"{user!r}: not a login name this command accepts")
-    other = next(group for name, group in ROLES.items() if name != role)
+    others = ", ".join(group for name, group in ROLES.items() if name != role)
     with ws.transaction(f"make {user} a {role}") as db:
         if db.execute("SELECT 1 FROM pg_roles WHERE rolname = ?", (user,)).fetchone() is None:
             raise WorkspaceError(
@@ -110,14 +148,14 @@ def grant(ws: Workspace, user: str, role: str) -> None:
                 f'(CREATE ROLE "{user}" LOGIN PASSWORD ...)'
             )
         db.execute(_INSTALL)
-        db.execute(f'REVOKE {other} FROM "{user}"')
+        db.execute(f'REVOKE {others} FROM "{user}"')
         db.execute(f'GRANT {ROLES[role]} TO "{user}"')
 
 
 def role_of(ws: Workspace, user: str) -> str | None:
-    """ "reviewer", "annotator" or None for a login."""
+    """ "reviewer", "annotator", "worker" or None for a login."""
     _require_server(ws)
-    for name in ("reviewer", "annotator"):
+    for name in ("reviewer", "annotator", "worker"):
         row = ws.db.execute(
             "SELECT pg_has_role(?, ?, 'MEMBER') AND NOT rolsuper FROM pg_roles WHERE rolname = ?",
             (user, ROLES[name], user),
@@ -125,6 +163,22 @@ def role_of(ws: Workspace, user: str) -> str | None:
         if row and row[0]:
             return name
     return None
+
+
+def require(ws: Workspace, role: str, what: str) -> None:
+    """PermissionDenied unless this login is the administrator or has `role`: said before
+    work the server would refuse midway, where its refusal would not name the role
+    (`medviewer worker` needs the worker role). An SQLite workspace has no roles."""
+    if ws.dialect != "postgresql":
+        return
+    row = ws.db.execute(
+        "SELECT medviewer_is_admin() OR pg_has_role(current_user, ?, 'MEMBER')", (ROLES[role],)
+    ).fetchone()
+    if not (row and row[0]):
+        raise PermissionDenied(
+            f"{ws.where}: {ws.db.user} may not {what}: it needs the {role} role "
+            f"(the administrator runs `medviewer workspace grant {ws.db.user} --role {role}`)"
+        )
 
 
 def _require_server(ws: Workspace) -> None:

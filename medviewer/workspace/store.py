@@ -260,7 +260,16 @@ class Workspace:
         ws = cls(location.root, readonly=readonly, database=location.database)
         ws.where = ws.database = without_password(location.database)
         try:
-            version = check(ws.db, ws.where)
+            try:
+                version = check(ws.db, ws.where)
+            except PermissionDenied as e:  # a login the administrator never granted a role
+                from medviewer.workspace.roles import ROLES
+
+                raise PermissionDenied(
+                    f"{ws.where}: {ws.db.user} may not open this workspace: it has no role here "
+                    f"(the administrator runs `medviewer workspace grant {ws.db.user} --role "
+                    f"{'|'.join(ROLES)}`)"
+                ) from e
             if readonly and version == 0:
                 raise NotAWorkspace(f"{ws.where}: no medviewer workspace in this database")
             if readonly and version < SCHEMA_VERSION:

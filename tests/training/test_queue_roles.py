@@ -1,0 +1,175 @@
+"""The training queue with the team's own logins, made by `workspace grant`, against a real
+PostgreSQL: a reviewer queues, follows and cancels a job; a worker logged in as a `worker`
+registers its version from its own folder (its own machine); an annotator follows jobs but may
+not queue or cancel one; a login without the role is refused in words."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from medviewer.cli import main
+from medviewer.training.jobs import JobManager
+from medviewer.training.protocol import Batch, Ended, Epoch, Event
+from medviewer.workspace import PermissionDenied, Workspace, job_queue
+from medviewer.workspace.location import write_workspace_file
+from tests.training.test_ddp import make_workspace
+from tests.workspace.pg_server import PostgresServer
+
+OPTIONS = {"epochs": 1, "batch_size": 2, "device": "cpu", "augment": False, "patience": 0}
+STALE_S = 4.0
+LOGINS = {"qrev": "reviewer", "qann": "annotator", "qwrk": "worker", "qnone": None}
+
+pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+
+
+@dataclass(frozen=True)
+class Team:
+    root: Path  # root/ws: the administrator's folder; root/<login>: each login's own machine
+
+    def folder(self, login: str) -> Path:
+        return self.root / login
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer) -> Team:
+    """The administrator's workspace (test_ddp's approved slices and model v1), a login per
+    role granted by `medviewer workspace grant` (which also sets up the queue), and a folder
+    per login whose workspace.json names that login."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        root = tmp_path_factory.mktemp("queue-roles")
+        url = postgres_server.database()
+        Workspace.create(root / "ws", database=url).close()
+        make_workspace(root)
+    postgres_server.admin("; ".join(f"CREATE ROLE {login} LOGIN" for login in LOGINS))
+    for login, role in LOGINS.items():
+        if role:
+            grant = ["workspace", "grant", login, "--role", role, "--workspace", str(root / "ws")]
+            assert main(grant) == 0
+        write_workspace_file(root / login, url.replace("postgres@", f"{login}@"))
+    return Team(root)
+
+
+@pytest.fixture(autouse=True)
+def quick_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MEDVIEWER_WORKER_STALE_S", str(STALE_S))
+    monkeypatch.setattr(job_queue, "STALE_S", STALE_S)
+
+
+def start_worker(folder: Path, log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "medviewer.cli", "worker", "--workspace", str(folder)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+@pytest.fixture
+def worker(team: Team, tmp_path: Path) -> Iterator[subprocess.Popen]:
+    """`medviewer worker` logged in as the worker login, in its own folder."""
+    log = tmp_path / "worker.log"
+    proc = start_worker(team.folder("qwrk"), log)
+    with Workspace.open(team.folder("ws")) as ws:
+        while job_queue.live_workers(ws) == 0:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+    yield proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    with Workspace.open(team.folder("ws")) as ws:
+        while job_queue.live_workers(ws):
+            time.sleep(0.1)
+
+
+class Heard:
+    """A job manager's listener: every event, and a flag per kind awaited."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.epoch = threading.Event()
+        self.batch = threading.Event()
+
+    def __call__(self, _: int, event: Event) -> None:
+        self.events.append(event)
+        if isinstance(event, Epoch):
+            self.epoch.set()
+        if isinstance(event, Batch):
+            self.batch.set()
+
+
+def test_a_reviewer_queues_a_job_the_worker_login_runs_and_registers(
+    team: Team, worker: subprocess.Popen
+) -> None:
+    heard = Heard()
+    with Workspace.open(team.folder("qrev")) as ws:
+        jobs = JobManager(ws, on_event=heard)
+        job = jobs.start("lesion", **OPTIONS)
+        assert job.state == "queued"
+        ended = jobs.wait(job.id, timeout=180)
+        assert ended.state == "finished", (ended.message, jobs.events(job.id))
+        new = ended.progress["version"]
+        assert new in [m.version for m in ws.models.list("lesion")]
+    assert heard.events[-1] == Ended(state="finished", message=f"version {new} registered")
+    # Run on the worker's machine (its folder), not the reviewer's.
+    assert (team.folder("qwrk") / "jobs" / str(job.id) / "stdout.log").is_file()
+    assert not (team.folder("qrev") / "jobs" / str(job.id)).exists()
+    with Workspace.open(team.folder("qann")) as ws:  # an annotator reads how it went
+        assert JobManager(ws).events(job.id) == heard.events
+
+
+def test_an_annotator_may_follow_but_not_queue_or_cancel_and_a_reviewer_cancels(
+    team: Team, worker: subprocess.Popen
+) -> None:
+    with Workspace.open(team.folder("qann")) as ws:
+        with pytest.raises(PermissionDenied, match=r"qann may not queue training job \d+ \(a re"):
+            JobManager(ws, queue=True).start("lesion", **OPTIONS)
+        # The queue's grants gave annotators nothing beyond their role.
+        first = ws.models.list("lesion")[0].version
+        with pytest.raises(PermissionDenied, match="qann may not activate model lesion"):
+            ws.models.activate("lesion", first)
+    heard = Heard()
+    with Workspace.open(team.folder("qrev")) as ws:
+        jobs = JobManager(ws, on_event=heard)
+        job = jobs.start("lesion", **{**OPTIONS, "epochs": 300})
+        assert heard.batch.wait(180), heard.events
+        with Workspace.open(team.folder("qann")) as other:
+            watching = JobManager(other)  # follows the reviewer's job, as the app does
+            with pytest.raises(PermissionDenied, match=rf"qann may not cancel job {job.id}"):
+                watching.cancel(job.id)
+            watching.close()
+        jobs.cancel(job.id)
+        ended = jobs.wait(job.id, timeout=60)
+        assert ended.state == "cancelled", ended.message
+        assert job_queue.queued(ws, job.id).status == "aborted"
+
+
+def test_a_login_without_the_worker_role_is_refused_in_words(
+    team: Team, capsys: pytest.CaptureFixture[str]
+) -> None:
+    said = {
+        "qann": "qann may not take training jobs: it needs the worker role",
+        "qnone": "qnone may not open this workspace: it has no role here",
+    }
+    for login, refusal in said.items():
+        assert main(["worker", "--workspace", str(team.folder(login))]) == 2
+        err = capsys.readouterr().err
+        assert refusal in err and "workspace grant" in err and "Traceback" not in err, err
+
