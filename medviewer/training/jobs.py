@@ -167,7 +167,7 @@ class JobManager:
                 )
             job = self.ws.jobs.create(KIND, model)
             if queued:
-                return self._defer(job, request)
+                return self._defer(job, request.to_dict())
             folder = self.folder(job.id)
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -194,7 +194,9 @@ class JobManager:
                     {**fields, "workspace": str(self.ws.root.resolve()), "run_dir": str(folder)}
                 )
                 checked.write(folder / JOB_FILE)
-                return self._launch(job_id, checked.model, folder, 0, ranks)
+                out = folder / STDOUT  # a resumed job's log holds the runs before: not again
+                offset = out.stat().st_size if out.exists() else 0
+                return self._launch(job_id, checked.model, folder, offset, ranks)
             except (OSError, TrainingError) as e:
                 message = f"{folder}: cannot start the queued training: {e}"
                 self.ws.jobs.update(job_id, state="failed", message=message)
@@ -217,8 +219,16 @@ class JobManager:
             busy = [j for j in self.ws.jobs.list("running") if j.model_name == job.model_name]
             if busy:
                 raise JobError(f"model {job.model_name} is already training (job {busy[0].id})")
+            ran = job_queue.queued(self.ws, job_id)
+            if ran is not None and self._queued():  # a worker's job: its checkpoint is there
+                return self._defer(job, ran.request, resumed=True)
             folder = self.folder(job_id)
             if not (folder / JOB_FILE).is_file():
+                if ran is not None:
+                    raise JobError(
+                        f"job {job_id} ran on a worker; resume it while a worker runs "
+                        "(`medviewer worker`)"
+                    )
                 raise JobError(f"{folder / JOB_FILE}: the job file is gone; start a new job")
             out = folder / STDOUT
             offset = out.stat().st_size if out.exists() else 0
@@ -340,9 +350,14 @@ class JobManager:
             raise JobError(f"{self.ws.where}: only a PostgreSQL workspace has a job queue")
         return self.queue
 
-    def _defer(self, job: JobRecord, request: JobRequest) -> JobRecord:
-        fields = {k: v for k, v in request.to_dict().items() if k not in ("workspace", "run_dir")}
-        self.ws.jobs.update(job.id, message="queued for a worker")  # before a worker starts it
+    def _defer(self, job: JobRecord, request: dict[str, Any], resumed: bool = False) -> JobRecord:
+        """Queue the job for a worker (`request`: its JobRequest's fields), new or `resumed`
+        (the worker carries on from the checkpoint in its `jobs/<id>`)."""
+        fields = {k: v for k, v in request.items() if k not in ("workspace", "run_dir")}
+        if resumed:  # queued again; as a new job, before a worker starts it
+            self.ws.jobs.update(job.id, state="queued", progress={}, message="queued for a worker")
+        else:
+            self.ws.jobs.update(job.id, message="queued for a worker")
         try:
             job_queue_app.defer(self.ws, job.id, fields)
         except WorkspaceError as e:
@@ -356,6 +371,13 @@ class JobManager:
         return self.ws.jobs.get(job.id)
 
     def _watch(self, run: _JobRun) -> None:
+        # Its events start after the last Ended row: those before are of runs before a resume.
+        ends = [
+            row_id
+            for row_id, line in job_queue.events_after(self.ws, run.job_id)
+            if isinstance(parse_event(line), Ended)
+        ]
+        run.offset = max(ends, default=0)
         self._runs[run.job_id] = run
         run.reader = threading.Thread(
             target=self._follow_remote, args=(run,), name=f"job-{run.job_id}-watch", daemon=True
@@ -366,7 +388,7 @@ class JobManager:
         """Tell the listeners the events a worker writes for the job, until its Ended; a job
         whose worker died (as_it_stands) or whose task was cancelled before it started ends
         here, saved as it stands."""
-        after, final_seen = 0, False
+        after, final_seen = run.offset, False
         while not self._closing.is_set():
             try:
                 rows = job_queue.events_after(self.ws, run.job_id, after)

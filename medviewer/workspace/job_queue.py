@@ -9,8 +9,8 @@ SQL only: the queue itself (defer, cancel, the worker) is `training.queue` over 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from psycopg import errors as pg_errors
 
@@ -45,6 +45,7 @@ class Queued:
     task_id: int
     status: str
     worker_alive: bool
+    request: dict[str, Any] = field(default_factory=dict)  # as queued (a resume queues it again)
 
 
 def _server(ws: Workspace) -> None:
@@ -105,7 +106,8 @@ def queued(ws: Workspace, job_id: int) -> Queued | None:
     if not installed(ws):
         return None
     row = ws.db.execute(
-        "SELECT j.id, j.status::text, w.last_heartbeat > now() - make_interval(secs => ?)"
+        "SELECT j.id, j.status::text, w.last_heartbeat > now() - make_interval(secs => ?),"
+        " j.args -> 'request'"
         " FROM procrastinate_jobs j LEFT JOIN procrastinate_workers w ON w.id = j.worker_id"
         " WHERE j.task_name = ? AND (j.args->>'job_id')::bigint = ?"
         " ORDER BY j.id DESC LIMIT 1",
@@ -113,7 +115,7 @@ def queued(ws: Workspace, job_id: int) -> Queued | None:
     ).fetchone()
     if row is None:
         return None
-    return Queued(int(row[0]), str(row[1]), bool(row[2]))
+    return Queued(int(row[0]), str(row[1]), bool(row[2]), dict(row[3] or {}))
 
 
 def live_workers(ws: Workspace) -> int:

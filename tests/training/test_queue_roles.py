@@ -1,7 +1,8 @@
 """The training queue with the team's own logins, made by `workspace grant`, against a real
 PostgreSQL: a reviewer queues, follows and cancels a job; a worker logged in as a `worker`
 registers its version from its own folder (its own machine); an annotator follows jobs but may
-not queue or cancel one; a login without the role is refused in words."""
+not queue or cancel one; a login without the role is refused in words; and resuming a job that
+ran on the worker queues it again for the worker, which carries on from its checkpoint."""
 
 from __future__ import annotations
 
@@ -173,3 +174,30 @@ def test_a_login_without_the_worker_role_is_refused_in_words(
         err = capsys.readouterr().err
         assert refusal in err and "workspace grant" in err and "Traceback" not in err, err
 
+
+def test_resuming_a_job_that_ran_on_the_worker_queues_it_for_the_worker(
+    team: Team, worker: subprocess.Popen
+) -> None:
+    heard = Heard()
+    with Workspace.open(team.folder("qrev")) as ws:
+        jobs = JobManager(ws, on_event=heard)
+        job = jobs.start("lesion", **{**OPTIONS, "epochs": 300})
+        assert heard.epoch.wait(180), heard.events
+        jobs.cancel(job.id)
+        assert jobs.wait(job.id, timeout=60).state == "cancelled"
+        first_task = job_queue.queued(ws, job.id).task_id
+        before = [e.epoch for e in heard.events if isinstance(e, Epoch)]
+        heard.events.clear()
+        heard.epoch.clear()
+
+        resumed = jobs.resume(job.id)
+        assert (resumed.state, resumed.message) == ("queued", "queued for a worker")
+        assert job_queue.queued(ws, job.id).task_id != first_task  # a new task for the worker
+        assert heard.epoch.wait(180), heard.events
+        jobs.cancel(job.id)
+        assert jobs.wait(job.id, timeout=60).state == "cancelled"
+    kinds = [e.kind for e in heard.events]
+    assert kinds[0] == "start" and kinds.count("ended") == 1  # not the run before's end
+    after = [e.epoch for e in heard.events if isinstance(e, Epoch)]
+    assert after[0] > before[0]  # carried on from its checkpoint, not from the first epoch
+    assert not (team.folder("qrev") / "jobs" / str(job.id)).exists()  # never run here
