@@ -52,6 +52,7 @@ class Ranks:
     node_rank: int = 0
     rdzv_endpoint: str | None = None
     rdzv_id: str = "medviewer"
+    join_timeout: int | None = None  # seconds the nodes wait for each other (torchrun's: 600)
 
     @property
     def world(self) -> int:
@@ -98,9 +99,20 @@ def launch_module(module: str, ranks: Ranks | None = None) -> list[str]:
             "--rdzv-backend=c10d",
             f"--rdzv-endpoint={ranks.rdzv_endpoint}",
             f"--rdzv-id={ranks.rdzv_id}",
-            f"--rdzv-conf=is_host={host}",
+            f"--rdzv-conf=is_host={host}"
+            + (f",join_timeout={ranks.join_timeout}" if ranks.join_timeout else ""),
         ]
     return [*run, "--no-python", *python_module(module), "--node-rank", str(ranks.node_rank)]
+
+
+def tethered(command: list[str], grace: float) -> list[str]:
+    """`command` run under `medviewer.tether`: its whole tree (torchrun's ranks, each in a
+    session of its own, included) ends when this process dies, even by SIGKILL, or when the
+    tether gets SIGTERM/SIGINT (SIGKILL after `grace` seconds). Linux only (/proc, prctl);
+    elsewhere the command as it is."""
+    if not sys.platform.startswith("linux"):
+        return command
+    return [*python_module("medviewer.tether"), str(os.getpid()), str(grace), "--", *command]
 
 
 def new_group_options() -> dict[str, Any]:

@@ -35,6 +35,7 @@ from medviewer.processes import (
     launch_module,
     new_group_options,
     signal_tree,
+    tethered,
 )
 from medviewer.training import queue as job_queue_app
 from medviewer.training.errors import TrainingError
@@ -89,6 +90,7 @@ class _JobRun:
     proc: subprocess.Popen | None  # None for a job adopted after a restart
     offset: int = 0
     cancelled: bool = False
+    cancel_message: str = "cancelled"
     killer: threading.Thread | None = None
     reader: threading.Thread | None = None
     ended: threading.Event = field(default_factory=threading.Event)
@@ -111,8 +113,12 @@ class JobManager:
         grace: float = 5.0,
         throttle: float = 0.5,
         queue: bool | None = None,
+        tether: bool = False,
     ) -> None:
         self.ws = ws
+        # True (the worker's manager): a job's processes end when this process dies, even by
+        # SIGKILL (`processes.tethered`); the app's jobs outlive it instead (see the top).
+        self.tether = tether
         # Where start() runs a job: True queues it for `medviewer worker` (PostgreSQL only),
         # False runs it here (the worker's own manager), None queues it while a worker of the
         # workspace beats and runs it here otherwise (SQLite: always here).
@@ -188,12 +194,7 @@ class JobManager:
                 raise JobError(f"job {job_id} is {job.state}, not waiting in the queue")
             folder = self.folder(job_id)
             try:
-                folder.mkdir(parents=True, exist_ok=True)
-                fields = {k: v for k, v in request.items() if k not in ("workspace", "run_dir")}
-                checked = JobRequest.from_dict(
-                    {**fields, "workspace": str(self.ws.root.resolve()), "run_dir": str(folder)}
-                )
-                checked.write(folder / JOB_FILE)
+                checked = write_queued_request(self.ws, job_id, request)
                 out = folder / STDOUT  # a resumed job's log holds the runs before: not again
                 offset = out.stat().st_size if out.exists() else 0
                 return self._launch(job_id, checked.model, folder, offset, ranks)
@@ -201,6 +202,13 @@ class JobManager:
                 message = f"{folder}: cannot start the queued training: {e}"
                 self.ws.jobs.update(job_id, state="failed", message=message)
                 raise JobError(message) from e
+
+    def end_queued(self, job_id: int, state: str, message: str) -> JobRecord:
+        """End a queued job without running it (the worker's side: the other nodes it needs
+        never came, or it was cancelled while waiting for them); its listeners hear Ended."""
+        self._save(job_id, state=state, message=message)
+        self._tell(job_id, Ended(state=state, message=message))
+        return self.ws.jobs.get(job_id)
 
     def resume(self, job_id: int, ranks: Ranks | None = None) -> JobRecord:
         """Start a failed or cancelled job again on its run folder; the trainer carries on from
@@ -237,9 +245,10 @@ class JobManager:
             except OSError as e:
                 raise JobError(f"{folder}: cannot start the training: {e.strerror or e}") from e
 
-    def cancel(self, job_id: int) -> None:
+    def cancel(self, job_id: int, message: str = "cancelled") -> None:
         """SIGTERM to the job's process group, SIGKILL after `grace` seconds if any of it is
-        left. Returns at once; the job becomes "cancelled" when its processes are gone."""
+        left. Returns at once; the job becomes "cancelled" (with `message`) when its
+        processes are gone."""
         run = self._runs.get(job_id)
         if run is None or run.ended.is_set():
             state = self.ws.jobs.get(job_id).state
@@ -248,6 +257,7 @@ class JobManager:
             if run.cancelled:
                 return
             run.cancelled = True
+            run.cancel_message = message
             if run.remote:  # the worker stops it (procrastinate's abort) and reports the end
                 try:
                     job_queue_app.cancel(self.ws, job_id)
@@ -430,9 +440,12 @@ class JobManager:
         self, job_id: int, model: str, folder: Path, offset: int, ranks: Ranks | None = None
     ) -> JobRecord:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        command = [*self._command(ranks, folder), str(folder / JOB_FILE)]
+        if self.tether:  # its tree ended before _kill's SIGKILL reaches the group
+            command = tethered(command, self.grace / 2)
         with open(folder / STDOUT, "ab") as out, open(folder / STDERR, "wb") as err:
             proc = subprocess.Popen(
-                [*self._command(ranks, folder), str(folder / JOB_FILE)],
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
@@ -549,7 +562,7 @@ class JobManager:
         if run.done is not None and code in (0, None) and not run.error:
             return "finished", run.done.message, run.done.to_dict()
         if run.cancelled:
-            return "cancelled", "cancelled", None
+            return "cancelled", run.cancel_message, None
         stderr = _tail(run.folder / STDERR)
         said = run.error.message if run.error else ""
         error = run.error.to_dict() if run.error else None
@@ -588,6 +601,19 @@ class JobManager:
 def job_folder(ws: Workspace, job_id: int) -> Path:
     """`jobs/<id>` in the workspace: the job file, logs and (for the app's jobs) the run."""
     return ws.root.resolve() / "jobs" / str(job_id)
+
+
+def write_queued_request(ws: Workspace, job_id: int, request: dict[str, Any]) -> JobRequest:
+    """A queued job's request as this machine runs it, written to its `jobs/<id>/job.json`:
+    the workspace and run folder are this machine's, the rest as queued (checked)."""
+    folder = job_folder(ws, job_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    fields = {k: v for k, v in request.items() if k not in ("workspace", "run_dir")}
+    checked = JobRequest.from_dict(
+        {**fields, "workspace": str(ws.root.resolve()), "run_dir": str(folder)}
+    )
+    checked.write(folder / JOB_FILE)
+    return checked
 
 
 def rendezvous_id(folder: Path) -> str:
