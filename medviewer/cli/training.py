@@ -233,10 +233,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     try:
         ranks = Ranks(nproc=args.nproc).check()
+        Ranks(nnodes=args.nnodes, rdzv_endpoint="host:1").check()  # at least one node
         with Workspace.open(args.workspace or default_workspace()) as ws:
             require(ws, "worker", "take training jobs")  # said now, not midway in procrastinate
             print(f"worker on {ws.where}: {ranks.nproc} process(es) per job", file=sys.stderr)
-            run_worker(ws, ranks, name=args.name)
+            run_worker(ws, ranks, name=args.name, nnodes=args.nnodes, host=args.advertise_host,
+                       join_timeout=args.join_timeout)  # fmt: skip
     except (LaunchError, WorkspaceError) as e:
         print(f"medviewer worker: {e}", file=sys.stderr)
         return 2
@@ -251,6 +253,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--nproc", type=int, default=1, help="torchrun ranks per job (one per GPU; DDP)")
     w.add_argument("--name", default=os.uname().nodename if hasattr(os, "uname") else "worker",
                    help="the worker's name in its logs")  # fmt: skip
+    w.add_argument("--nnodes", type=int, default=1,
+                   help="run each job taken here on this and NNODES-1 other workers (torchrun "
+                   "c10d rendezvous hosted here)")  # fmt: skip
+    w.add_argument("--advertise-host", help="this machine's address as the other nodes reach "
+                   "it (default: its host name)")  # fmt: skip
+    w.add_argument("--join-timeout", type=float,
+                   help="seconds a job waits for its other nodes (default 120)")  # fmt: skip
     w.set_defaults(func=cmd_worker)
     p = sub.add_parser("train", help="retrain a model on confirmed corrections (new version)")
     p.add_argument(

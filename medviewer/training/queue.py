@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from medviewer.workspace import job_queue
-from medviewer.workspace.job_queue import QUEUE, TASK, QueueError
+from medviewer.workspace.job_queue import JOIN_TASK, QUEUE, TASK, QueueError
 
 if TYPE_CHECKING:
     import procrastinate
@@ -61,15 +61,38 @@ def defer(ws: Workspace, job_id: int, request: dict[str, Any]) -> int:
         raise job_queue.failure(ws, f"queue training job {job_id} (a reviewer's right)", e) from e
 
 
+def defer_join(
+    ws: Workspace, job_id: int, request: dict[str, Any], endpoint: str, node_rank: int, nnodes: int
+) -> int:
+    """Ask another worker to run node `node_rank` of job `job_id`'s `nnodes`, meeting node 0 at
+    its c10d `endpoint`; returns the task's id. Ahead of new jobs (priority 1): a free worker
+    joins a job that waits for it before it starts one of its own."""
+    app = queue_app(ws, sync=True)
+    try:
+        with app.open():
+            task = app.configure_task(JOIN_TASK, queue=QUEUE, priority=1)
+            return task.defer(
+                job_id=job_id, request=request, endpoint=endpoint, node_rank=node_rank,
+                nnodes=nnodes,
+            )  # fmt: skip
+    except Exception as e:
+        raise job_queue.failure(ws, f"ask a worker to join job {job_id}", e) from e
+
+
 def cancel(ws: Workspace, job_id: int) -> bool:
     """Cancel a job still waiting, or ask the worker running it to stop it; False when its task
     is neither waiting nor running."""
     found = job_queue.queued(ws, job_id)
     if found is None or found.status not in ("todo", "doing"):
         return False
+    return cancel_task(ws, found.task_id, f"job {job_id}")
+
+
+def cancel_task(ws: Workspace, task_id: int, what: str) -> bool:
+    """Cancel a queued task still waiting, or ask the worker doing it to abort it."""
     app = queue_app(ws, sync=True)
     try:
         with app.open():
-            return app.job_manager.cancel_job_by_id(found.task_id, abort=True)
+            return app.job_manager.cancel_job_by_id(task_id, abort=True)
     except Exception as e:
-        raise job_queue.failure(ws, f"cancel job {job_id}", e) from e
+        raise job_queue.failure(ws, f"cancel {what}", e) from e

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 TASK = "medviewer.training"  # procrastinate task name; its args carry {"job_id": N, ...}
 QUEUE = "medviewer-training"
+# A job on several nodes: node 0's worker defers one of these per other node, {"job_id": N,
+# "endpoint": HOST:PORT, "node_rank": R, ...}, for another worker to run its ranks.
+JOIN_TASK = "medviewer.training.join"
 # A worker whose heartbeat (procrastinate's, every STALE_S / 3 s) is older than this is dead.
 STALE_S = float(os.environ.get("MEDVIEWER_WORKER_STALE_S", "30"))
 
@@ -116,6 +119,16 @@ def queued(ws: Workspace, job_id: int) -> Queued | None:
     if row is None:
         return None
     return Queued(int(row[0]), str(row[1]), bool(row[2]), dict(row[3] or {}))
+
+
+def task_status(ws: Workspace, task_id: int) -> str | None:
+    """procrastinate's status of one queued task (todo, doing, ...); None when there is none."""
+    if not installed(ws):
+        return None
+    row = ws.db.execute(
+        "SELECT status::text FROM procrastinate_jobs WHERE id = ?", (task_id,)
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def live_workers(ws: Workspace) -> int:
