@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -19,7 +20,7 @@ from medviewer.workspace.changes import ChangeFeed
 
 if TYPE_CHECKING:
     from medviewer.qt.main_window import MainWindow
-    from medviewer.workspace import ImageRow, Workspace
+    from medviewer.workspace import ImageQuery, ImageRow, Workspace
     from medviewer.workspace.leases import Lease
     from medviewer.workspace.review_state import ReviewState
     from medviewer.workspace.revisions import Revision
@@ -27,10 +28,22 @@ if TYPE_CHECKING:
 FEED_WAIT_S = 0.5  # the feed thread's longest wait: how soon it notices the window closing
 
 
+@dataclass(frozen=True)
+class ChangedRows:
+    """What the feed thread read after others' saves: the worklist's filter query run again
+    (`order`: its ids in its order; None while no query is known), the changed images' rows it
+    returned, and the shown image's row whether it matches or not."""
+
+    changed: set[int]
+    rows: dict[int, ImageRow]
+    query: ImageQuery | None
+    order: list[int] | None
+
+
 class TeamPresence(QObject):
     """Leases and the change feed for one window; signals arrive on the GUI thread."""
 
-    sig_changed = Signal(object)  # list[ImageRow]: images whose revisions changed
+    sig_changed = Signal(object)  # ChangedRows: images whose revisions changed
     sig_others = Signal(int, object)  # image id, logins besides this window that have it open
     sig_newer_mask = Signal(int, object)  # image id, its latest mask Revision (anyone's)
     sig_error = Signal(str)
@@ -41,6 +54,7 @@ class TeamPresence(QObject):
         self.author = author
         self.client = leases.client_id()
         self.image_id: int | None = None  # the shown image; written on the GUI thread only
+        self.query: ImageQuery | None = None  # the worklist's filter; written on the GUI thread
         self._lease: Lease | None = None  # read and written on the team worker only
         self.login: str | None = None  # this window's holder name (the server login)
         self.view: TeamView | None = None
@@ -99,6 +113,8 @@ class TeamPresence(QObject):
             self.sig_error.emit(f"no live updates from {self.ws.where}: {e}")
             return
         try:
+            if self.image_id is not None:  # opened by others before this feed listened
+                self._ask_later(self.image_id)
             while not self._stop.is_set():
                 heard = feed.poll_changes(FEED_WAIT_S)
                 changed, shown = heard.revisions, self.image_id
@@ -106,15 +122,36 @@ class TeamPresence(QObject):
                     break
                 try:
                     if changed:
-                        self.sig_changed.emit([self.ws.image(i) for i in sorted(changed)])
+                        self.sig_changed.emit(self._read_changed(changed, shown))
                     if shown in changed:
                         self.sig_newer_mask.emit(shown, self.ws.revisions.latest(shown, "mask"))
-                    if shown in changed or shown in heard.leases:
-                        self._ask_who(shown)
+                    if shown is not None and (shown in changed or shown in heard.leases):
+                        self._ask_later(shown)
                 except Exception:  # noqa: BLE001 - the next change reads them again
                     continue
         finally:
             feed.close()
+
+    def _ask_later(self, image_id: int) -> None:
+        """Who has it, asked on the team worker in turn with its own asks, so an older answer
+        from another thread never lands over a newer one."""
+        try:
+            self._pool.submit(self._ask_who, image_id)
+        except RuntimeError:  # the window closed meanwhile
+            pass
+
+    def _read_changed(self, changed: set[int], shown: int | None) -> ChangedRows:
+        """On the feed thread: the filter query again (its one owner, `Workspace.images`), so a
+        changed image that now matches it appears and one that no longer does goes."""
+        query = self.query
+        if query is None:
+            rows = {i: self.ws.image(i) for i in sorted(changed)}
+            return ChangedRows(changed, rows, None, None)
+        matching = self.ws.images(query)
+        rows = {r.id: r for r in matching if r.id in changed}
+        if shown in changed and shown not in rows:
+            rows[shown] = self.ws.image(shown)
+        return ChangedRows(changed, rows, query, [r.id for r in matching])
 
     def close(self) -> None:
         """The window closes: stop the feed, release the lease (waited for, briefly)."""
@@ -155,6 +192,8 @@ class TeamView:
         self._parts: dict[str, str] = {}
         self._state: ReviewState | None = None
         win.review.sig_loaded.connect(self._loaded)
+        presence.query = win.worklist.query()
+        win.worklist.sig_query_changed.connect(self._query_changed)
         presence.sig_changed.connect(self._changed)
         presence.sig_others.connect(self._others)
         presence.sig_newer_mask.connect(self._newer_mask)
@@ -177,11 +216,19 @@ class TeamView:
         self.presence.opened(state.image.id)
         self._show(conflict=CONFLICT_NOTE if state.image.conflict else "")
 
-    def _changed(self, rows: list[ImageRow]) -> None:
-        for row in rows:
-            self.win.worklist.model.update_row(row)
-            if row.id == self._shown():
-                self._show(conflict=CONFLICT_NOTE if row.conflict else "")
+    def _query_changed(self, query: ImageQuery) -> None:
+        self.presence.query = query
+
+    def _changed(self, news: ChangedRows) -> None:
+        model, shown = self.win.worklist.model, self._shown()
+        if news.order is not None and news.query is self.presence.query:
+            model.merge(news.order, news.rows, news.changed, keep=shown)
+        else:  # the filter changed meanwhile (the window queries it anew): update what is there
+            for row in news.rows.values():
+                model.update_row(row)
+        row = news.rows.get(shown) if shown is not None else None
+        if row is not None:
+            self._show(conflict=CONFLICT_NOTE if row.conflict else "")
 
     def _others(self, image_id: int, logins: list[str]) -> None:
         if image_id == self._shown():

@@ -108,7 +108,7 @@ def test_a_concurrent_edit_keeps_both_masks_and_flags_a_conflict(qtbot, team) ->
     qtbot.waitUntil(
         lambda: f"{reviewer} saved a newer mask" in a.team.view.label.text(), timeout=10_000
     )
-    assert f"also open by {reviewer}" in a.team.view.label.text()
+    qtbot.waitUntil(lambda: f"also open by {reviewer}" in a.team.view.label.text(), timeout=5_000)
     assert a.review.state.mask[30, 20] and not a.review.state.mask[50, 20]
     # The conflicts filter; reopening tells the reviewer both revisions exist.
     b.worklist.status.setCurrentText("Conflicts")
@@ -146,3 +146,28 @@ def test_opening_and_closing_an_image_shows_in_the_other_window_within_seconds(q
     qtbot.waitUntil(lambda: b.team.view.label.text() == f"also open by {annotator}", timeout=3_000)
     _show(qtbot, a, second)  # A moves on: its lease on the first image is released
     qtbot.waitUntil(lambda: b.team.view.label.text() == "", timeout=3_000)
+
+
+def test_the_filtered_worklist_gains_and_loses_rows_as_others_save(qtbot, team) -> None:
+    """Another clinician's save runs the worklist's filter again for the changed images: one
+    that now matches appears where the order puts it, one that no longer matches goes, except
+    the image on screen."""
+    open_window, annotator, reviewer = team
+    a, b = open_window(annotator), open_window(reviewer)
+    first, second, third = (r.id for r in a.worklist.model.rows[:3])
+    _show(qtbot, a, first)
+    a.worklist.status.setCurrentText("In progress")
+    qtbot.waitUntil(lambda: a.worklist.model.rows == [], timeout=5_000)
+    for image in (third, second):  # saved out of order: A's list keeps the worklist's order
+        _show(qtbot, b, image)
+        drag(b, [(10, 40), (40, 40)])
+        b.review.save_now()
+        qtbot.waitUntil(lambda i=image: i in [r.id for r in a.worklist.model.rows], timeout=10_000)
+    assert [r.id for r in a.worklist.model.rows] == [second, third]
+    a.worklist.status.setCurrentText("Unreviewed")
+    qtbot.waitUntil(lambda: [r.id for r in a.worklist.model.rows] == [first], timeout=5_000)
+    _show(qtbot, b, first)  # B saves the image on A's screen: no longer unreviewed, yet kept
+    drag(b, [(10, 50), (40, 50)])
+    b.review.save_now()
+    qtbot.waitUntil(lambda: _row(a, first).status == "in_progress", timeout=10_000)
+    assert [r.id for r in a.worklist.model.rows] == [first]

@@ -117,6 +117,41 @@ class WorklistModel(QAbstractTableModel):
                 self.rows[i] = row
                 self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
 
+    def merge(
+        self, order: list[int], fresh: dict[int, ImageRow], changed: set[int], keep: int | None
+    ) -> None:
+        """Images others changed, against the filter query run again (`order`: the ids it
+        returned, in its order; `fresh`: the changed rows it returned): a row that matches now
+        is updated, or inserted where the query puts it; one that no longer matches goes,
+        except `keep` (the image on screen). Rows not changed stay until the next query."""
+        matching = set(order)
+        for i in reversed(range(len(self.rows))):
+            image_id = self.rows[i].id
+            if image_id in changed and image_id not in matching and image_id != keep:
+                self.beginRemoveRows(QModelIndex(), i, i)
+                del self.rows[i]
+                self.endRemoveRows()
+                self._regroup(i)
+        present = {r.id for r in self.rows}
+        for row in fresh.values():
+            if row.id in present:
+                self.update_row(row)
+        for k, image_id in enumerate(order):
+            if image_id not in changed or image_id in present or image_id not in fresh:
+                continue
+            later = next((j for j in order[k + 1 :] if j in present), None)
+            at = next((i for i, r in enumerate(self.rows) if r.id == later), len(self.rows))
+            self.beginInsertRows(QModelIndex(), at, at)
+            self.rows.insert(at, fresh[image_id])
+            self.endInsertRows()
+            self._regroup(at + 1)
+            present.add(image_id)
+
+    def _regroup(self, i: int) -> None:
+        """Row i's neighbour above changed: whether it shows its patient's name may too."""
+        if 0 <= i < len(self.rows):
+            self.dataChanged.emit(self.index(i, 0), self.index(i, 0))
+
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.rows)
 
