@@ -3,17 +3,25 @@
 
 Copying the weights in (rather than pointing at the user's file) keeps a workspace whole: the
 proposals it stores can always be traced back to the exact weights that made them.
+
+On PostgreSQL the folder is each machine's own: the registering machine (a GPU worker) also puts
+every file of the version into the workspace's blob store (the database or the shared blob
+folder, chosen at creation) and the row names them by SHA-256; any other machine fetches them
+into its own `models/NAME/VERSION/` when they are missing or differ (`_folder`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import shutil
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medviewer.atomic import atomic_write_json
+from medviewer.atomic import atomic_write_bytes, atomic_write_json
 from medviewer.models.checkpoints import (
     METRICS,
     WEIGHTS,
@@ -101,7 +109,12 @@ def register_version(
         if manifest is not None:
             atomic_write_json(folder / MANIFEST, manifest)
         registered = ws.models.register(
-            spec.name, version, path=str(folder), spec=spec.to_dict(), metrics=metrics
+            spec.name,
+            version,
+            path=str(folder),
+            spec=spec.to_dict(),
+            metrics=metrics,
+            files=_shared(ws, folder),
         )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
@@ -135,8 +148,56 @@ def add_model(
     return register_version(ws, spec, model, metrics, version=version, activate=activate)
 
 
+def _shared(ws: Workspace, folder: Path) -> dict[str, str]:
+    """On PostgreSQL, every file of the version folder put into the workspace's blob store (its
+    name -> SHA-256), before the row names them; on SQLite nothing: the folder is the store."""
+    if ws.database is None:
+        return {}
+    return {
+        p.name: ws.blobs.put_bytes(p.read_bytes()) for p in sorted(folder.iterdir()) if p.is_file()
+    }
+
+
+def _sha256(path: Path) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def _fetched(ws: Workspace, mv: ModelVersion) -> Path:
+    """This machine's copy of a version kept in the blob store: each file checked against its
+    SHA-256 and fetched again when missing or different (another machine registered it)."""
+    folder = version_dir(ws, mv.name, mv.version)
+    for name, digest in mv.files.items():
+        path = folder / name
+        if Path(name).name != name or name.startswith("."):
+            raise ModelError(f"model {mv.name} {mv.version}: file name {name!r} is not usable")
+        if _sha256(path) == digest:
+            continue
+        data = ws.blobs.get_bytes(digest)  # verified against the digest
+        # Two processes may fetch at once: each its own temp file, the rename is atomic.
+        tmp = folder / f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, data, tmp=tmp)
+        except OSError as e:
+            raise ModelError(
+                f"model {mv.name} {mv.version}: cannot keep its weights in {folder}: "
+                f"{e.strerror or e}"
+            ) from e
+    return folder
+
+
 def _folder(ws: Workspace, mv: ModelVersion) -> Path:
-    """The registered path, or its place under this workspace when the folder was moved."""
+    """The registered path, or its place under this workspace when the folder was moved; a
+    version kept in the blob store is this machine's copy (never another machine's path)."""
+    if mv.files:
+        return _fetched(ws, mv)
     path = Path(mv.path) if mv.path else version_dir(ws, mv.name, mv.version)
     if not path.is_absolute():
         path = ws.root / path

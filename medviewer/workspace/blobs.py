@@ -8,6 +8,10 @@ point at it. Temp files live in `tmp/`, so a crash's leftovers are found and rem
 A blob no revision names is moved to `orphaned/`, not deleted, and deleted from there after
 ORPHAN_DAYS: "unreferenced" is only as true as the database, and a database restored from an
 older backup does not name the masks saved since. Read back through `get`, an orphan returns.
+
+Other files a team shares (a model version's weights, `models.versions`) are kept by the same
+stores, named by the SHA-256 of their bytes (`put_bytes`, `get_bytes`), in `files/` of a blob
+folder (never taken for an orphan mask) or as rows of `blob_data`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from medviewer.workspace.errors import CorruptBlob, SaveError
 
 TMP_SUFFIX = ".tmp"
 ORPHANS = "orphaned"
+FILES = "files"  # shared files other than masks (model weights), by SHA-256
 ORPHAN_DAYS = 30
 # Label maps are long runs of one value: RLE without filtering encodes a 2048x2048 mask in
 # ~8 ms (vs ~20 ms at plain level 1) and smaller; the file is still an ordinary PNG.
@@ -60,6 +65,10 @@ class Blobs(Protocol):
 
     def get(self, digest: str) -> np.ndarray: ...
 
+    def put_bytes(self, data: bytes) -> str: ...
+
+    def get_bytes(self, digest: str) -> bytes: ...
+
     def clean_leftovers(self, referenced: set[str], grace_seconds: float = 600) -> int: ...
 
 
@@ -75,6 +84,16 @@ def _encoded(mask: np.ndarray, where: object) -> bytes:
     if not ok:
         raise SaveError(f"{where}: the mask could not be encoded as PNG")
     return encoded.tobytes()
+
+
+def bytes_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _verified(data: bytes, digest: str, where: object) -> bytes:
+    if bytes_digest(data) != digest:
+        raise CorruptBlob(f"{where}: stored file is damaged (content does not match its hash)")
+    return data
 
 
 def _decoded(data: np.ndarray, digest: str, where: object) -> np.ndarray:
@@ -113,6 +132,29 @@ class DatabaseBlobStore:
             raise CorruptBlob(f"{where}: stored mask missing")
         return _decoded(np.frombuffer(bytes(row[0]), np.uint8), digest, where)
 
+    def put_bytes(self, data: bytes) -> str:
+        """Keep a file's bytes (committed now); returns their SHA-256."""
+        db = self._connection()
+        digest = bytes_digest(data)
+        try:
+            db.execute(
+                "INSERT INTO blob_data (digest, data, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (digest) DO NOTHING",
+                (digest, data, time.time()),
+            )
+        except db.errors as e:
+            raise SaveError(f"{db.where}: could not save the file {digest[:12]}: {e}") from e
+        return digest
+
+    def get_bytes(self, digest: str) -> bytes:
+        """The bytes kept under `digest`; CorruptBlob if missing or altered."""
+        db = self._connection()
+        row = db.execute("SELECT data FROM blob_data WHERE digest = ?", (digest,)).fetchone()
+        where = f"{db.where} blob {digest[:12]}"
+        if row is None:
+            raise CorruptBlob(f"{where}: stored file missing")
+        return _verified(bytes(row[0]), digest, where)
+
     def clean_leftovers(self, referenced: set[str], grace_seconds: float = 600) -> int:
         """Nothing: a blob row is only written whole, and one no revision names costs only its
         bytes; never deleted, since other clients may be about to commit revisions naming it."""
@@ -129,6 +171,34 @@ class BlobStore:
 
     def orphan_path(self, digest: str) -> Path:
         return self.root / ORPHANS / f"{digest}.png"
+
+    def file_path(self, digest: str) -> Path:
+        return self.root / FILES / digest[:2] / digest
+
+    def put_bytes(self, data: bytes) -> str:
+        """Keep a file's bytes durably; returns their SHA-256. SaveError leaves nothing."""
+        digest = bytes_digest(data)
+        final = self.file_path(digest)
+        if final.exists():
+            return digest
+        tmp = self.tmp / f"{os.getpid()}-{digest[:16]}-{time.monotonic_ns()}{TMP_SUFFIX}"
+        try:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(final, data, tmp=tmp)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise SaveError(f"{final}: could not save the file: {_save_reason(e)}") from e
+        return digest
+
+    def get_bytes(self, digest: str) -> bytes:
+        """The bytes kept under `digest`; CorruptBlob if missing or altered."""
+        path = self.file_path(digest)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise CorruptBlob(f"{path}: stored file missing or unreadable: {e.strerror}") from e
+        return _verified(data, digest, path)
 
     def put(self, mask: np.ndarray) -> str:
         """Store a mask durably; return its hash. Raises SaveError and leaves nothing behind."""

@@ -24,6 +24,8 @@ class ModelVersion:
     activated_at: float | None
     spec: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # file name -> SHA-256, in the workspace's blob store (PostgreSQL); {} on SQLite
+    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def classes(self) -> list[dict[str, Any]]:
@@ -31,12 +33,20 @@ class ModelVersion:
         return list(self.spec.get("classes", []))
 
 
-_COLUMNS = "name, version, path, active, created_at, activated_at, spec, metrics"
+_COLUMNS = "name, version, path, active, created_at, activated_at, spec, metrics, files"
 
 
 def _model(r: tuple) -> ModelVersion:
     return ModelVersion(
-        r[0], r[1], r[2], bool(r[3]), r[4], r[5], spec=json.loads(r[6]), metrics=json.loads(r[7])
+        r[0],
+        r[1],
+        r[2],
+        bool(r[3]),
+        r[4],
+        r[5],
+        spec=json.loads(r[6]),
+        metrics=json.loads(r[7]),
+        files=json.loads(r[8]),
     )
 
 
@@ -69,6 +79,7 @@ class ModelVersions:
         path: str = "",
         spec: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
+        files: dict[str, str] | None = None,
     ) -> ModelVersion:
         with self.ws.transaction(f"register model {name} {version}") as db:
             db.lock(f"model {name}")
@@ -77,14 +88,15 @@ class ModelVersions:
             ).fetchone():
                 raise WorkspaceError(f"model {name} version {version} is already registered")
             db.execute(
-                "INSERT INTO models (name, version, path, spec, metrics, created_at)"
-                " VALUES (?,?,?,?,?,?)",
+                "INSERT INTO models (name, version, path, spec, metrics, files, created_at)"
+                " VALUES (?,?,?,?,?,?,?)",
                 (
                     name,
                     version,
                     path,
                     json.dumps(spec or {}),
                     json.dumps(metrics or {}),
+                    json.dumps(files or {}),
                     time.time(),
                 ),
             )

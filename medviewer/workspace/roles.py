@@ -56,6 +56,7 @@ GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public
 GRANT INSERT, UPDATE ON patients, studies, series, images, import_reports, jobs
     TO medviewer_annotator, medviewer_reviewer;
 GRANT INSERT ON revisions, blob_data TO medviewer_annotator, medviewer_reviewer;
+GRANT INSERT ON blob_data TO medviewer_worker;  -- the files of the versions it registers
 GRANT INSERT, UPDATE, DELETE ON leases TO medviewer_annotator, medviewer_reviewer;
 GRANT INSERT, UPDATE ON models TO medviewer_reviewer, medviewer_worker;
 GRANT UPDATE ON jobs TO medviewer_worker;

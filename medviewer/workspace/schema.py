@@ -136,6 +136,10 @@ MIGRATIONS: list[str] = [
     # (`revisions.Revisions.save_measurements`). Only the CHECK on `revisions.kind` changes,
     # which each dialect alters its own way (DIALECT_STEPS).
     "-- revisions.kind may be 'measurements'\n",
+    # 5: a model version's files by SHA-256 (JSON: file name -> digest), kept in the blob store
+    # on PostgreSQL so that any client can fetch the weights a worker registered
+    # (`models.versions`); '{}' where they live only in the version folder (SQLite).
+    "ALTER TABLE models ADD COLUMN files TEXT NOT NULL DEFAULT '{}';\n",
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

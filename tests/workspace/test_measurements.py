@@ -64,7 +64,8 @@ def test_schema_3_workspace_upgrades_and_keeps_its_revisions(ws: Workspace) -> N
     ws.close()
     db = sqlite3.connect(path)
     db.executescript(  # schema 3's revisions table, as it was
-        "PRAGMA user_version = 3; ALTER TABLE revisions RENAME TO r4;"
+        "PRAGMA user_version = 3; ALTER TABLE models DROP COLUMN files;"
+        " ALTER TABLE revisions RENAME TO r4;"
         " CREATE TABLE revisions (id INTEGER PRIMARY KEY, image INTEGER NOT NULL REFERENCES"
         " images(id), kind TEXT NOT NULL CHECK (kind IN ('mask', 'labels', 'status')), source"
         " TEXT NOT NULL, author TEXT NOT NULL, model_name TEXT, model_version TEXT, created_at"
@@ -80,7 +81,7 @@ def test_schema_3_workspace_upgrades_and_keeps_its_revisions(ws: Workspace) -> N
         )
     db.close()
     with Workspace.open(ws.root) as again:
-        assert again.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert again.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert [r.id for r in again.revisions.history(image.id)] == [first.id, second.id]
         assert again.revisions.get(second.id).parent_id == first.id
         measurements.save(again, image.id, [RULER], "bob")

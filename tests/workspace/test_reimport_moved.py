@@ -111,7 +111,8 @@ def test_raster_imported_before_content_was_kept_is_repointed_from_a_copy(
         ws.db.executescript(
             "DROP INDEX images_content; ALTER TABLE images DROP COLUMN content_hash;"
             " DROP TABLE leases; DROP INDEX images_conflict;"
-            " ALTER TABLE images DROP COLUMN conflict; PRAGMA user_version = 1;"
+            " ALTER TABLE images DROP COLUMN conflict; ALTER TABLE models DROP COLUMN files;"
+            " PRAGMA user_version = 1;"
         )
     with Workspace.open(tmp_path / "ws") as ws:
         assert ws.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
