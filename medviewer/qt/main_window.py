@@ -74,6 +74,7 @@ class MainWindow(QMainWindow):
         self.jobs = JobManager(ws, on_event=self.job_events)  # also shows how earlier jobs ended
         self.review = ReviewController(ws, self.workers, self.host, author)
         self.reads = WindowReads(ws, self)  # the window's own queries, off the GUI thread
+        self._place = (0, 0, 0, "")  # the last image's place in its series, as read
         self.view = ImageView()
         self.tools = ToolController(self.view, self.review)
         # Three planes of the volume the current image belongs to (issue 14).
@@ -337,6 +338,7 @@ class MainWindow(QMainWindow):
         self.reads.sig_row.connect(self._row_read)  # methods: gone with the window
         self.reads.sig_place.connect(self._place_read)
         self.reads.sig_models.connect(self.models.show_models)
+        self.reads.sig_active.connect(self._active_read)
         self.reads.sig_refused.connect(self._error)
         self.reads.sig_error.connect(self._read_failed)
         self.host.sig_ready.connect(self.device_label.setText)
@@ -461,11 +463,11 @@ class MainWindow(QMainWindow):
         self.reads.activate(name, version)  # heard by _model_activated; a refusal by _error
 
     def _poll_activations(self) -> None:
+        if self.host.runner is not None:  # the first load reads the active versions itself
+            self.reads.active_versions()
+
+    def _active_read(self, active: dict[str, str]) -> None:
         if self.host.runner is None:
-            return  # the first load reads the active versions itself
-        try:
-            active = self.ws.models.active_versions()
-        except Exception:  # noqa: BLE001 - a busy database: look again next time
             return
         for name, version in active.items():
             if self.host.versions.get(name) != version:
@@ -656,7 +658,10 @@ class MainWindow(QMainWindow):
         # This image's patient at once; its place in the series and study date once read
         # (never the previous image's beside this one's name).
         row = state.image
-        self.corners.set_info(corner_info(row, 0, 0, "", f"{row.columns}x{row.rows}"))
+        image_id, k, n, study_date = self._place
+        if image_id != row.id:  # the same image shown again (a proposal) keeps its place
+            k, n, study_date = 0, 0, ""
+        self.corners.set_info(corner_info(row, k, n, study_date, f"{row.columns}x{row.rows}"))
         self.reads.place(row)
         self.corners.set_window(self.view.window)
         self._update_zoom()
@@ -666,6 +671,7 @@ class MainWindow(QMainWindow):
         state = self.review.state
         if state is None or state.image.id != image_id:
             return  # the clinician moved on
+        self._place = (image_id, k, n, study_date)
         row = state.image
         self.corners.set_info(corner_info(row, k, n, study_date, f"{row.columns}x{row.rows}"))
 

@@ -1,5 +1,6 @@
 """The main window's own database work off the GUI thread: a worklist row after a save, the
-shown image's place in its series for the corners, the model list, and activating a version.
+shown image's place in its series for the corners, the model list, the poll for versions
+activated elsewhere, and activating a version.
 On a PostgreSQL server across a network each is a round trip; on the GUI thread it froze the
 window. One worker thread, so results come back in the order they were asked for (an older
 row never lands over a newer one); results and errors arrive as signals on the GUI thread.
@@ -25,6 +26,7 @@ class WindowReads(QObject):
     sig_row = Signal(object, bool, object)  # ImageRow, whether confirmed was read, Confirmed
     sig_place = Signal(int, int, int, str)  # image id, 1-based place in its series, of n, date
     sig_models = Signal(object)  # list[ModelVersion]
+    sig_active = Signal(object)  # dict: model name -> its active version
     sig_error = Signal(str)  # a read failed: for the status bar
     sig_refused = Signal(str)  # an activation failed: for the clinician, in words
 
@@ -33,6 +35,7 @@ class WindowReads(QObject):
         self.ws = ws
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="window-db")
         self._closed = False
+        self._asking_active = False  # the poll asks again only once its last answer came
 
     def row(self, image_id: int, *, confirmed: bool) -> None:
         """The image's worklist row; with `confirmed`, its confirmed truth too (it is shown)."""
@@ -57,6 +60,24 @@ class WindowReads(QObject):
 
     def models(self) -> None:
         self._submit(lambda: self._emit(self.sig_models, self.ws.models.list()), "no model list")
+
+    def active_versions(self) -> None:
+        """Which versions are active now (another process may have activated one); a failure
+        is silent: the window asks again at its next poll."""
+        if self._asking_active or self._closed:
+            return
+        self._asking_active = True
+
+        def read() -> None:
+            try:
+                active = self.ws.models.active_versions()
+            except Exception:  # noqa: BLE001 - a busy database: look again next time
+                return
+            finally:
+                self._asking_active = False
+            self._emit(self.sig_active, active)
+
+        self._pool.submit(read)
 
     def activate(self, name: str, version: str) -> None:
         """Through the one owner (`ModelVersions.activate`), whose listeners tell the window."""

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QLabel
 from medviewer.models.versions import add_model
 from medviewer.workspace import Workspace
 from tests.qt.conftest import drag
-from tests.qt.test_ai_in_app import SPEC
+from tests.qt.test_ai_in_app import SPEC, with_model  # noqa: F401 - a fixture used below
 
 
 @pytest.fixture
@@ -77,6 +77,8 @@ def test_the_corners_place_in_the_series_is_read_off_the_gui_thread(
     # Never the previous image's place beside this one's patient: it comes when it is read.
     qtbot.waitUntil(lambda: "Slice 1/3" in window.corners.text("bottom_left"), timeout=10_000)
     assert "Test, Patient" in window.corners.text("top_left")
+    window._update_look(state, image, None)  # the same image again (a proposal shown)
+    assert "Slice 1/3" in window.corners.text("bottom_left")  # its place kept, no flicker
 
 
 def test_activating_a_version_writes_off_the_gui_thread(window, qtbot, gui_queries) -> None:
@@ -91,3 +93,16 @@ def test_activating_a_version_writes_off_the_gui_thread(window, qtbot, gui_queri
         lambda: any("tiny</b> v2" in w.text() for w in window.models.findChildren(QLabel)),
         timeout=10_000,
     )
+
+
+def test_the_poll_for_versions_activated_elsewhere_reads_off_the_gui_thread(
+    request, qtbot, gui_queries
+) -> None:
+    window = request.getfixturevalue("with_model")  # a tiny model loaded and proposing
+    add_model(window.ws, SPEC, None, activate=False)  # v2
+    with Workspace.open(window.ws.root) as other:  # a training job or the CLI, say
+        other.models.activate("tiny", "v2")
+    with gui_queries() as calls:
+        window._poll_activations()
+    assert calls == []
+    qtbot.waitUntil(lambda: window.host.runner.models.get("tiny") == "v2", timeout=30_000)
