@@ -150,8 +150,9 @@ def connect(url: str, *, readonly: bool, where: str) -> PgConnection:
     ~/.pgpass, a service file). Errors name `where` (the URL without password)."""
     try:
         conn = psycopg.connect(url, autocommit=True, application_name="medviewer")
-    except psycopg.Error as e:
-        raise WorkspaceError(f"{where}: cannot connect to the workspace database: {e}") from e
+    except psycopg.Error as e:  # one line: libpq puts advice and other addresses on new lines
+        reason = " ".join(str(e).split())
+        raise WorkspaceError(f"{where}: cannot connect to the workspace database: {reason}") from e
     if readonly:
         conn.execute("SET default_transaction_read_only = on")
     return PgConnection(conn, where)

@@ -54,19 +54,34 @@ def _run_as() -> str | None:
     raise RuntimeError("running as root and neither user postgres nor nobody exists for initdb")
 
 
+def make_certificate(cert: Path, key: Path, name: str = "127.0.0.1") -> None:
+    """A self-signed certificate for the IP address `name` (its own root), key readable by
+    its owner only (PostgreSQL refuses any other)."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+         "-addext", f"subjectAltName=IP:{name}"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    key.chmod(0o600)
+
+
 class PostgresServer:
     """One throw-away cluster; `database()` makes a fresh database per test."""
 
-    def __init__(self, binaries: Path, *, durable: bool = False) -> None:
+    def __init__(self, binaries: Path, *, durable: bool = False, ssl: bool = False) -> None:
         """`durable`: the server's default fsync and commit settings (benchmarks); the tests
-        turn them off, as nothing need survive a crash there."""
+        turn them off, as nothing need survive a crash there. `ssl`: TLS on, with a self-signed
+        certificate for 127.0.0.1 (`cert`, its own root) made by openssl in the folder."""
         self.binaries = binaries
         self.durable = durable
+        self.ssl = ssl
         self.folder = Path(tempfile.mkdtemp(prefix="medviewer-pg-"))
         self.data = self.folder / "data"
         self.port = _free_port()
         self.user = _run_as()
         self._names = itertools.count()
+        self.cert = self.folder / "server.crt"
 
     def _cmd(self, *args: str) -> list[str]:
         if self.user is None:
@@ -88,6 +103,13 @@ class PostgresServer:
         options += " -c max_connections=200"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        if self.ssl:
+            key = self.folder / "server.key"
+            make_certificate(self.cert, key)
+            if self.user is not None:
+                entry = pwd.getpwnam(self.user)
+                os.chown(key, entry.pw_uid, entry.pw_gid)
+            options += f" -c ssl=on -c ssl_cert_file={self.cert} -c ssl_key_file={key}"
         subprocess.run(
             self._cmd(
                 str(self.binaries / "pg_ctl"), "-D", str(self.data), "-o", options,
