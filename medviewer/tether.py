@@ -80,7 +80,8 @@ def main(argv: list[str]) -> int:
         end_tree(grace)  # the command ended, but what it started may not have
     code = child.returncode
     if code < 0:  # ended by a signal: end the same way, so the caller reads what happened
-        signal.signal(-code, signal.SIG_DFL)
+        if -code not in (signal.SIGKILL, signal.SIGSTOP):  # no handler to undo on these
+            signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
     return code
 

@@ -130,7 +130,8 @@ def run_worker(
             return f"job {job_id} is {job.state}"  # node 0 gave up on it meanwhile
         write_queued_request(ws, job_id, request)
         folder = job_folder(ws, job_id)
-        node = Ranks(ranks.nproc, nnodes, node_rank, endpoint, rendezvous_id(folder))
+        rdzv, wait = rendezvous_id(folder), max(1, round(join_timeout))  # node 0 may never come
+        node = Ranks(ranks.nproc, nnodes, node_rank, endpoint, rdzv, join_timeout=wait)
         command = tethered([*launch_module(TRAINER_MODULE, node), str(folder / JOB_FILE)],
                            _GRACE / 2)  # fmt: skip
         with open(folder / f"node-{node_rank}.log", "wb") as out:

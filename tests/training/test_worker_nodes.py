@@ -18,7 +18,7 @@ from typing import IO
 
 import pytest
 
-from medviewer.processes import group_alive
+from medviewer.processes import Ranks, group_alive, launch_module, tethered
 from medviewer.training.jobs import WORKER_DIED, JobManager
 from medviewer.training.protocol import Batch, Ended, Event
 from medviewer.training.worker import STOPPED
@@ -195,3 +195,35 @@ def test_a_worker_killed_by_sigkill_takes_its_training_with_it(
         ended = jobs.wait(job_id, timeout=60)
         assert (ended.state, ended.message) == ("failed", WORKER_DIED)
         assert heard[-1] == Ended(state="failed", message=WORKER_DIED)
+
+
+def test_the_app_cancels_a_job_running_on_two_nodes(team_ws: Path, workers: Workers) -> None:
+    nodes = ["--nnodes", "2", "--advertise-host", "127.0.0.1"]
+    workers(*nodes)
+    workers(*nodes)
+    heard: list[Event] = []
+    with Workspace.open(team_ws) as ws:
+        before = versions(ws)
+        jobs, job_id, folder = running_job(ws, heard)
+        jobs.cancel(job_id)
+        ended = jobs.wait(job_id, timeout=60)
+        assert (ended.state, ended.message) == ("cancelled", "cancelled")
+        until(lambda: job_processes(folder) == [], 30)  # node 1's ranks too
+        (join,) = ws.db.execute(
+            "SELECT id FROM procrastinate_jobs WHERE task_name = ?"
+            " AND (args->>'job_id')::bigint = ?",
+            (job_queue.JOIN_TASK, job_id),
+        ).fetchone()
+        until(lambda: job_queue.task_status(ws, join) != "doing", 30)  # the joiner is free again
+        assert versions(ws) == before
+
+
+def test_the_tether_ends_as_its_command_did() -> None:
+    assert subprocess.run(tethered(["sh", "-c", "exit 3"], 1.0)).returncode == 3
+    killed = subprocess.run(tethered(["sh", "-c", "kill -9 $$"], 1.0))
+    assert killed.returncode == -signal.SIGKILL  # read as a SIGKILL (out of memory), as before
+
+
+def test_the_nodes_wait_for_each_other_only_so_long() -> None:
+    command = launch_module("m", Ranks(2, 2, 0, "127.0.0.1:29400", "job-3", join_timeout=7))
+    assert "--rdzv-conf=is_host=true,join_timeout=7" in command
