@@ -2,7 +2,9 @@
 
 The command writes a job file into the workspace (`jobs/<id>/job.json`, checkpoints beside it in
 `run/`), runs `python -m medviewer.training` on it as a separate process (as the app does) and
-prints its JSON-lines progress for people. A killed run resumes with `--resume jobs/<id>`.
+prints its JSON-lines progress for people. A killed run resumes with `--resume jobs/<id>`; a job
+that ran on a `medviewer worker` resumes as the app's does (`JobManager.resume`: queued again
+while a worker beats).
 
 `--nproc N` runs the job as N torchrun ranks (DDP: one per GPU, or CPU ranks); on several nodes
 node 0 runs `--nnodes M --node-rank 0 --rdzv-endpoint HOST:PORT` (HOST: node 0's address) and
@@ -23,7 +25,14 @@ from typing import Any
 from medviewer.config import default_workspace
 from medviewer.processes import LaunchError, Ranks, launch_module, python_module
 from medviewer.training.errors import TrainingError
-from medviewer.training.jobs import KIND, job_folder, rendezvous_id, stopped_unexpectedly
+from medviewer.training.jobs import (
+    KIND,
+    JobError,
+    JobManager,
+    job_folder,
+    rendezvous_id,
+    stopped_unexpectedly,
+)
 from medviewer.training.protocol import (
     JOB_FILE,
     LOSSES,
@@ -38,7 +47,7 @@ from medviewer.training.protocol import (
     TrainConfig,
     parse_event,
 )
-from medviewer.workspace import Workspace
+from medviewer.workspace import Workspace, job_queue
 from medviewer.workspace.location import workspace_target
 
 
@@ -172,6 +181,31 @@ def _join(args: argparse.Namespace) -> int:
     return 0 if code == 0 else 1
 
 
+def _resume_queued(ws: Workspace, job_id: int, task_id: int, ranks: Ranks) -> int:
+    """Resume a job that ran on a worker as the app does (`JobManager.resume`: queued again
+    while a worker beats, its checkpoint being on the worker) and print its events as they
+    come; Ctrl+C cancels it. `task_id`: the job's last queued task before."""
+    jobs = JobManager(ws, on_event=lambda _, event: _show(event))
+    try:
+        try:
+            jobs.resume(job_id, ranks)
+        except JobError as e:
+            print(f"medviewer train: {e}", file=sys.stderr)
+            return 2
+        queued = job_queue.queued(ws, job_id)
+        where = "queued for a worker" if queued and queued.task_id != task_id else "running here"
+        print(f"job {job_id}: {where}", file=sys.stderr)
+        try:
+            ended = jobs.wait(job_id)
+        except KeyboardInterrupt:
+            jobs.cancel(job_id, "interrupted")
+            ended = jobs.wait(job_id, timeout=60)
+        print(f"job {job_id} {ended.state}: {ended.message}", file=sys.stderr)
+        return 0 if ended.state == "finished" else 1
+    finally:
+        jobs.close()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     try:
         if args.join:
@@ -184,8 +218,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.resume:
             folder = Path(args.resume)
             # Absolute: a job is known as its trainer's by the job file on its command line.
-            job_file = (folder / JOB_FILE if folder.is_dir() else folder).resolve()
+            # A folder may be missing here: the job ran on a worker, on its machine.
+            named = folder.is_file() or folder.name == JOB_FILE
+            job_file = (folder if named else folder / JOB_FILE).resolve()
             job_id = int(job_file.parent.name) if job_file.parent.name.isdigit() else None
+            ran = job_queue.queued(ws, job_id) if job_id is not None else None
+            if job_id is not None and ran is not None:  # ran on a worker
+                return _resume_queued(ws, job_id, ran.task_id, _ranks(args, job_file))
         else:
             if not args.model:
                 raise SystemExit("medviewer train: --model is required (or --resume JOB)")
