@@ -45,13 +45,13 @@ from medviewer.qt.volume import VolumeController
 from medviewer.qt.window_reads import WindowReads
 from medviewer.qt.workers import Workers
 from medviewer.training.jobs import JobManager
-from medviewer.workspace import ImageQuery
 
 ISLAND_PIXELS = 20  # "remove small islands": regions smaller than this many pixels
 
 if TYPE_CHECKING:
     from medviewer.imaging import Image
     from medviewer.workspace import ImageRow, Workspace
+    from medviewer.workspace.model_table import ModelVersion
     from medviewer.workspace.review_state import ReviewState
     from medviewer.workspace.revisions import Confirmed
 
@@ -75,6 +75,9 @@ class MainWindow(QMainWindow):
         self.review = ReviewController(ws, self.workers, self.host, author)
         self.reads = WindowReads(ws, self)  # the window's own queries, off the GUI thread
         self._place = (0, 0, 0, "")  # the last image's place in its series, as read
+        self._series: list[int] = []  # that image's series, in order: where the wheel goes
+        self._scroll = 0  # wheel steps that came before the series was read
+        self._model_list: list[ModelVersion] = []  # as last read, for the labels panel
         self.view = ImageView()
         self.tools = ToolController(self.view, self.review)
         # Three planes of the volume the current image belongs to (issue 14).
@@ -114,7 +117,7 @@ class MainWindow(QMainWindow):
         self.click_tool = click_tool.install(self)
         self.team = team.install(self)  # leases and live updates on a PostgreSQL workspace
         self.refresh_worklist()
-        self.models.show_models(ws.models.list())
+        self._show_models(ws.models.list())
         self.host.start()
         # Activation has one owner (ws.models.activate): hear it in this process at once, and
         # poll for activations by other processes (a training job, the CLI).
@@ -337,8 +340,9 @@ class MainWindow(QMainWindow):
         self.models.sig_activate.connect(self._activate_model)
         self.reads.sig_row.connect(self._row_read)  # methods: gone with the window
         self.reads.sig_place.connect(self._place_read)
-        self.reads.sig_models.connect(self.models.show_models)
+        self.reads.sig_models.connect(self._show_models)
         self.reads.sig_active.connect(self._active_read)
+        self.host.sig_ready.connect(self._models_loaded)
         self.reads.sig_refused.connect(self._error)
         self.reads.sig_error.connect(self._read_failed)
         self.host.sig_ready.connect(self.device_label.setText)
@@ -386,7 +390,10 @@ class MainWindow(QMainWindow):
         state = self.review.state
         if state is None:
             return
-        series = [r.id for r in self.ws.images(ImageQuery(series_uid=state.image.series_uid))]
+        if self._place[0] != state.image.id:  # its series is being read: scrolled once it is
+            self._scroll += delta
+            return
+        series = self._series
         k = series.index(state.image.id) + delta if state.image.id in series else -1
         if 0 <= k < len(series):
             self.open_image(series[k])
@@ -415,7 +422,7 @@ class MainWindow(QMainWindow):
             k for k in state.labels if k not in state.probabilities
         ]
         if not names:
-            for m in self.ws.models.list():
+            for m in self._model_list:
                 if m.active and m.name in self.host.models_for(state.image.id):
                     names += [label for label in m.spec.get("labels", []) if label not in names]
         return names
@@ -667,13 +674,24 @@ class MainWindow(QMainWindow):
         self._update_zoom()
         self.tool_label.setText(self.tools.status_text())
 
-    def _place_read(self, image_id: int, k: int, n: int, study_date: str) -> None:
+    def _place_read(self, image_id: int, k: int, study_date: str, series: list[int]) -> None:
         state = self.review.state
         if state is None or state.image.id != image_id:
             return  # the clinician moved on
-        self._place = (image_id, k, n, study_date)
+        n = len(series)
+        self._place, self._series = (image_id, k, n, study_date), series
         row = state.image
         self.corners.set_info(corner_info(row, k, n, study_date, f"{row.columns}x{row.rows}"))
+        if self._scroll:
+            delta, self._scroll = self._scroll, 0
+            self.scroll_slices(delta)
+
+    def _models_loaded(self, _device: str) -> None:
+        self.reads.models()  # the runner (re)loaded: a model added meanwhile is listed too
+
+    def _show_models(self, versions: list[ModelVersion]) -> None:
+        self._model_list = versions
+        self.models.show_models(versions)
 
     def _update_zoom(self) -> None:
         if self.view.image is None:

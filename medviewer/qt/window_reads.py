@@ -24,7 +24,7 @@ class WindowReads(QObject):
     """Owned by the window (its Qt parent): the window's slots go when it goes."""
 
     sig_row = Signal(object, bool, object)  # ImageRow, whether confirmed was read, Confirmed
-    sig_place = Signal(int, int, int, str)  # image id, 1-based place in its series, of n, date
+    sig_place = Signal(int, int, str, object)  # image id, 1-based place, date, series ids
     sig_models = Signal(object)  # list[ModelVersion]
     sig_active = Signal(object)  # dict: model name -> its active version
     sig_error = Signal(str)  # a read failed: for the status bar
@@ -48,13 +48,13 @@ class WindowReads(QObject):
         self._submit(read, f"could not refresh image {image_id}")
 
     def place(self, row: ImageRow) -> None:
-        """Where the image lies in its series and its study date (the corners)."""
+        """Where the image lies in its series, and its study date (the corners, the wheel)."""
 
         def read() -> None:
             series = self.ws.images(ImageQuery(series_uid=row.series_uid))
             k = next((i for i, r in enumerate(series) if r.id == row.id), row.position)
             date = self.ws.frame_ref(row.id).instance.study_date
-            self._emit(self.sig_place, row.id, k + 1, len(series), date)
+            self._emit(self.sig_place, row.id, k + 1, date, [r.id for r in series])
 
         self._submit(read, f"could not read the series of image {row.id}")
 

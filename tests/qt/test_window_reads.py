@@ -106,3 +106,43 @@ def test_the_poll_for_versions_activated_elsewhere_reads_off_the_gui_thread(
         window._poll_activations()
     assert calls == []
     qtbot.waitUntil(lambda: window.host.runner.models.get("tiny") == "v2", timeout=30_000)
+
+
+def test_the_wheel_goes_through_the_series_without_a_gui_thread_query(
+    window, qtbot, gui_queries, monkeypatch
+) -> None:
+    """Which slice the wheel opens is known without a query (opening it is the review's and
+    the runner's business, not measured here)."""
+    first, second, third = (r.id for r in window.ws.images()[:3])
+    assert window.review.state.image.id == first
+    opened: list[int] = []
+    monkeypatch.setattr(window, "open_image", opened.append)
+    with gui_queries() as calls:
+        window.scroll_slices(1)  # at once after the load: its series may still be being read
+    assert calls == []
+    qtbot.waitUntil(lambda: opened == [second], timeout=10_000)  # once the series was read
+    with gui_queries() as calls:
+        window.scroll_slices(-1)
+        window.scroll_slices(2)
+    assert calls == []
+    assert opened == [second, third]  # the first slice has none before it
+
+
+def test_the_label_names_of_an_image_without_ai_results_come_without_a_query(
+    request, qtbot, gui_queries, monkeypatch
+) -> None:
+    """The model list is the window's read; which loaded models apply is the runner's (its
+    own query, not measured here)."""
+    window = request.getfixturevalue("with_model")
+    monkeypatch.setattr(window.host, "models_for", lambda image_id: ["tiny"])
+    state = window.review.state
+    state.ai_labels = state.proposal_revision = None  # as before the model has run on it
+    state.labels = {}
+    qtbot.waitUntil(
+        lambda: any("tiny</b> v1" in w.text() for w in window.models.findChildren(QLabel)),
+        timeout=10_000,
+    )
+    with gui_queries() as calls:
+        names = window._label_names(state)
+    assert calls == []
+    assert names == ["finding"]
