@@ -7,11 +7,15 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from medviewer.cli import main
+from medviewer.inference.engine import Engine
+from medviewer.models.versions import load_version
 from medviewer.training.jobs import JobManager
 from medviewer.training.protocol import Epoch, parse_event
 from medviewer.workspace import Workspace, job_queue
@@ -65,3 +69,24 @@ def test_train_resume_of_a_workers_job_queues_it_for_the_worker(
     assert f"job {job.id}: queued for a worker" in out.err, out.err
     assert "epoch " in out.out, out.out  # its progress, printed as it came
     assert not folder.exists()  # nothing ran here
+
+
+def test_the_version_a_worker_trains_loads_from_the_reviewers_own_folder(
+    team: Team, worker: subprocess.Popen
+) -> None:
+    """The worker's training registers through the blob store: the reviewer's machine keeps
+    its own copy of the new version's files, never reading the worker's folder."""
+    with Workspace.open(team.folder("qrev")) as ws:
+        jobs = JobManager(ws)
+        job = jobs.start("lesion", **OPTIONS)
+        ended = jobs.wait(job.id, timeout=180)
+        jobs.close()
+        assert ended.state == "finished", ended.message
+        new = ended.progress["version"]
+        registered = ws.models.get("lesion", new)
+        assert "weights.safetensors" in registered.files
+        assert Path(registered.path).is_relative_to(team.folder("qwrk"))
+        model, spec, _ = load_version(ws, "lesion", new)
+        assert (team.folder("qrev") / "models" / "lesion" / new / "weights.safetensors").is_file()
+        x = torch.zeros((1, spec.network_channels, *spec.input_size))
+        assert torch.isfinite(Engine(model, spec, device="cpu").forward(x)["mask"]).all()
