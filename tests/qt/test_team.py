@@ -171,3 +171,19 @@ def test_the_filtered_worklist_gains_and_loses_rows_as_others_save(qtbot, team) 
     b.review.save_now()
     qtbot.waitUntil(lambda: _row(a, first).status == "in_progress", timeout=10_000)
     assert [r.id for r in a.worklist.model.rows] == [first]
+
+
+def test_the_annotators_activation_is_refused_in_words_off_the_gui_thread(qtbot, team) -> None:
+    from medviewer.models.versions import add_model
+    from tests.qt.test_ai_in_app import SPEC
+
+    open_window, annotator, reviewer = team
+    a, b = open_window(annotator), open_window(reviewer)
+    add_model(b.ws, SPEC, None)  # the reviewer registers two versions
+    add_model(b.ws, SPEC, None, activate=False)
+    a._activate_model("tiny", "v2")  # the window's worker asks; the server refuses
+    bar = a.statusBar()
+    qtbot.waitUntil(lambda: bar.currentMessage().startswith("Not allowed:"), timeout=10_000)
+    assert a.ws.models.active_versions() == {"tiny": "v1"}
+    b._activate_model("tiny", "v2")  # the reviewer may
+    qtbot.waitUntil(lambda: b.ws.models.active_versions() == {"tiny": "v2"}, timeout=10_000)
