@@ -30,6 +30,7 @@ from medviewer.imaging.display import Image
 from medviewer.inference.cam import field_of_view, grad_cam
 from medviewer.inference.engine import Engine
 from medviewer.inference.preprocess import to_channels
+from medviewer.models.checkpoints import read_tensors
 from medviewer.models.errors import ModelError
 from medviewer.models.registry import build_model
 from medviewer.models.versions import load_version
@@ -50,7 +51,11 @@ def test_every_full_demo_model_ships_small_float16_weights() -> None:
         assert path.stat().st_size < 4e6  # 0.9 million weights as float16, or fewer
         with safe_open(str(path), "pt") as f:
             floats = [f.get_tensor(k) for k in f.keys() if f.get_tensor(k).is_floating_point()]
-        assert floats and all(t.dtype == torch.float16 for t in floats)
+        # float16, but for a value beyond its range (kept float32: shipped._half)
+        assert floats and all(
+            t.dtype == torch.float16 or t.abs().max() > torch.finfo(torch.float16).max
+            for t in floats
+        )
         assert all(torch.isfinite(t).all() for t in floats)
         model, registered, _ = load_shipped(spec)
         assert registered.encoder_weights is None and not model.training
@@ -167,11 +172,26 @@ def test_write_shipped_keeps_other_entries_and_the_unguided_start(tmp_path: Path
     assert unguided_base(spec, tmp_path) is None
 
 
-def test_weights_beyond_float16_are_refused_not_shipped_as_infinite(tmp_path: Path) -> None:
+def test_weights_beyond_float16_stay_float32_and_load_back(tmp_path: Path) -> None:
+    spec = model_specs(SMALL)["abdomen"]
+    model = build_model(spec, pretrained=False)
+    name, bn = next((n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.running_var[0] = 1e6  # float16 ends at 65504: as float16 it would be infinite
+    index = write_shipped(tmp_path, {spec.name: (model, spec, {})})
+    stored = dict(read_tensors(tmp_path / index[spec.name]["file"]))
+    big = [k for k, v in stored.items() if v.dtype == torch.float32]
+    assert big == [f"{name}.running_var"]
+    loaded = load_shipped(spec, tmp_path)
+    assert loaded is not None
+    back = dict(loaded[0].named_buffers())[big[0]]
+    assert back[0].item() == 1e6 and torch.isfinite(back).all()
+
+
+def test_weights_that_are_not_finite_are_refused(tmp_path: Path) -> None:
     spec = model_specs(SMALL)["abdomen"]
     model = build_model(spec, pretrained=False)
     bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    bn.running_var[0] = 1e6  # float16 ends at 65504
-    with pytest.raises(ValueError, match="running_var does not fit float16"):
+    bn.running_var[0] = float("nan")  # a model that diverged
+    with pytest.raises(ValueError, match="running_var is not finite"):
         write_shipped(tmp_path, {spec.name: (model, spec, {})})
     assert not (tmp_path / INDEX).exists()
