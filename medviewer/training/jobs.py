@@ -603,16 +603,19 @@ def job_folder(ws: Workspace, job_id: int) -> Path:
     return ws.root.resolve() / "jobs" / str(job_id)
 
 
-def write_queued_request(ws: Workspace, job_id: int, request: dict[str, Any]) -> JobRequest:
-    """A queued job's request as this machine runs it, written to its `jobs/<id>/job.json`:
-    the workspace and run folder are this machine's, the rest as queued (checked)."""
+def write_queued_request(
+    ws: Workspace, job_id: int, request: dict[str, Any], name: str = JOB_FILE
+) -> JobRequest:
+    """A queued job's request as this machine runs it, written to its `jobs/<id>/<name>` (a
+    joining node's own name: the folder may be node 0's too, on one machine or a shared
+    mount): the workspace and run folder are this machine's, the rest as queued (checked)."""
     folder = job_folder(ws, job_id)
     folder.mkdir(parents=True, exist_ok=True)
     fields = {k: v for k, v in request.items() if k not in ("workspace", "run_dir")}
     checked = JobRequest.from_dict(
         {**fields, "workspace": str(ws.root.resolve()), "run_dir": str(folder)}
     )
-    checked.write(folder / JOB_FILE)
+    checked.write(folder / name)
     return checked
 
 

@@ -43,7 +43,7 @@ from medviewer.training.jobs import (
     stopped_unexpectedly,
     write_queued_request,
 )
-from medviewer.training.protocol import JOB_FILE, Event
+from medviewer.training.protocol import Event
 from medviewer.training.queue import install, queue_app
 from medviewer.workspace import job_queue
 from medviewer.workspace.job_queue import JOIN_TASK, QUEUE, TASK
@@ -128,11 +128,11 @@ def run_worker(
         job = ws.jobs.get(job_id)
         if job.state not in ("queued", "running"):
             return f"job {job_id} is {job.state}"  # node 0 gave up on it meanwhile
-        write_queued_request(ws, job_id, request)
-        folder = job_folder(ws, job_id)
+        folder, job_file = job_folder(ws, job_id), f"node-{node_rank}.json"
+        write_queued_request(ws, job_id, request, job_file)
         rdzv, wait = rendezvous_id(folder), max(1, round(join_timeout))  # node 0 may never come
         node = Ranks(ranks.nproc, nnodes, node_rank, endpoint, rdzv, join_timeout=wait)
-        command = tethered([*launch_module(TRAINER_MODULE, node), str(folder / JOB_FILE)],
+        command = tethered([*launch_module(TRAINER_MODULE, node), str(folder / job_file)],
                            _GRACE / 2)  # fmt: skip
         with open(folder / f"node-{node_rank}.log", "wb") as out:
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,

@@ -68,9 +68,9 @@ def workers(team_ws: Path, tmp_path: Path) -> Iterator[Workers]:
 
 
 def job_processes(folder: Path) -> list[int]:
-    """Live processes of the job in `folder` (the tether, torchrun, every rank): those whose
-    command line names its job file."""
-    job_file = str(folder / "job.json")
+    """Live processes of the job in `folder` (the tether, torchrun, every rank, of node 0 and
+    of a joining node): those whose command line names one of its job files."""
+    job_files = {str(folder / "job.json"), *(str(folder / f"node-{r}.json") for r in (1, 2))}
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -78,7 +78,7 @@ def job_processes(folder: Path) -> list[int]:
             zombie = stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
         except (OSError, IndexError):
             continue
-        if job_file in args and not zombie:
+        if job_files.intersection(args) and not zombie:
             found.append(int(stat.parent.name))
     return found
 
@@ -123,6 +123,7 @@ def test_two_workers_run_one_job_on_two_nodes(team_ws: Path, workers: Workers) -
     kinds = [e.kind for e in heard]
     assert kinds.count("start") == 1 and kinds[-2:] == ["done", "ended"]  # node 0 alone tells
     assert (folder / "node-1.log").is_file()  # the joiner's ranks ran (here: the same folder)
+    assert (folder / "node-1.json").is_file()  # on its own job file: node 0's is not raced
 
 
 def test_a_job_whose_second_node_never_comes_fails_with_the_reason(
