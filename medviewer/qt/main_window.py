@@ -470,8 +470,9 @@ class MainWindow(QMainWindow):
         self.reads.activate(name, version)  # heard by _model_activated; a refusal by _error
 
     def _poll_activations(self) -> None:
-        if self.host.runner is not None:  # the first load reads the active versions itself
-            self.reads.active_versions()
+        # The model list always (a worker's new version); activations once the runner is up
+        # (_active_read: its first load reads the active versions itself).
+        self.reads.active_versions()
 
     def _active_read(self, active: dict[str, str]) -> None:
         if self.host.runner is None:

@@ -62,20 +62,22 @@ class WindowReads(QObject):
         self._submit(lambda: self._emit(self.sig_models, self.ws.models.list()), "no model list")
 
     def active_versions(self) -> None:
-        """Which versions are active now (another process may have activated one); a failure
-        is silent: the window asks again at its next poll."""
+        """Which versions are active now (another process may have activated one), and the
+        model list (a worker may have registered one); a failure is silent: the window asks
+        again at its next poll."""
         if self._asking_active or self._closed:
             return
         self._asking_active = True
 
         def read() -> None:
             try:
-                active = self.ws.models.active_versions()
+                versions = self.ws.models.list()  # a few rows: one query gives both
             except Exception:  # noqa: BLE001 - a busy database: look again next time
                 return
             finally:
                 self._asking_active = False
-            self._emit(self.sig_active, active)
+            self._emit(self.sig_models, versions)
+            self._emit(self.sig_active, {m.name: m.version for m in versions if m.active})
 
         self._pool.submit(read)
 

@@ -4,6 +4,7 @@ then compare the new version with the active one and activate it or keep the cur
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pyqtgraph as pg
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from medviewer.models.spec import ModelSpec
+from medviewer.qt.workers import FutureBridge
 from medviewer.training.protocol import Batch, Done, Ended, Epoch, Event, Start
 from medviewer.workspace.snapshot import training_snapshot
 
@@ -62,6 +64,11 @@ class RetrainDialog(QDialog):
         # Not `self.done`: that would hide QDialog.done(), which accept() calls.
         self.outcome: Done | None = None
         self._started = 0.0
+        # Starting and cancelling write the job table and, on a team's server, its queue: a
+        # round trip each, so on one thread of the dialog's (in order), never the GUI thread.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
+        self._bridge = FutureBridge()
+        self._early: list[tuple[int, Event]] = []  # events heard before the start returned
         self.model = QComboBox()
         self.model.addItems(sorted({m.name for m in ws.models.list() if m.active}))
         self.epochs = QSpinBox()
@@ -127,25 +134,44 @@ class RetrainDialog(QDialog):
         )
 
     def start(self) -> None:
+        model, epochs = self.model.currentText(), self.epochs.value()
+        self.start_button.setEnabled(False)
+        self.status.setText("starting...")
+        self.job_id, self._early = None, []
+        future = self._pool.submit(self.jobs.start, model, epochs=epochs)
+        self._bridge.watch(future, lambda f: self._job_started(f, epochs))
+
+    def _job_started(self, future: Future, epochs: int) -> None:
         try:
-            job = self.jobs.start(self.model.currentText(), epochs=self.epochs.value())
+            job = future.result()
         except Exception as e:  # noqa: BLE001 - e.g. a job for this model already runs
             self.status.setText(str(e))
+            self.start_button.setEnabled(True)
             return
         self.job_id = job.id
         self._started = time.time()
-        self.epoch_bar.setRange(0, self.epochs.value())
-        self.start_button.setEnabled(False)
+        self.epoch_bar.setRange(0, epochs)
         self.cancel_button.setEnabled(True)
-        self.status.setText(f"training job {job.id} started")
+        # Queued: a worker on another machine will run it ("queued for a worker").
+        said = job.message if job.state == "queued" and job.message else "started"
+        self.status.setText(f"training job {job.id} {said}")
+        early, self._early = self._early, []
+        for job_id, event in early:
+            self.on_event(job_id, event)
 
     def cancel(self) -> None:
         if self.job_id is not None:
-            self.jobs.cancel(self.job_id)
             self.status.setText("cancelling...")
+            self._bridge.watch(self._pool.submit(self.jobs.cancel, self.job_id), self._refused)
+
+    def _refused(self, future: Future) -> None:
+        if future.exception() is not None:  # e.g. this login may not cancel it
+            self.status.setText(str(future.exception()))
 
     def on_event(self, job_id: int, event: Event) -> None:
         if job_id != self.job_id:
+            if self.job_id is None and not self.start_button.isEnabled():
+                self._early.append((job_id, event))  # perhaps the job being started
             return
         if isinstance(event, Start):
             self.status.setText(

@@ -25,8 +25,12 @@ class ModelsPanel(QGroupBox):
         super().__init__("Models")
         self.layout_ = QVBoxLayout(self)
         self._rows: list[tuple[QComboBox, QPushButton]] = []
+        self._shown: list[ModelVersion] | None = None
 
     def show_models(self, versions: list[ModelVersion]) -> None:
+        if versions == self._shown:
+            return  # the window's poll, nothing new: keep the version a clinician is choosing
+        self._shown = list(versions)
         while self.layout_.count():
             item = self.layout_.takeAt(0)
             if item.widget():
