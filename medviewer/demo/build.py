@@ -33,7 +33,6 @@ from medviewer.demo.cases import (
     DemoSize,
     Written,
     model_specs,
-    unguided,
     write_brain,
     write_studies,
 )
@@ -349,7 +348,7 @@ def _fit_here(
         unguided_stage = {"spec": entry["spec"], "validation": entry.get("validation", {}),
                           "training": entry.get("training", {})}  # fmt: skip
     else:
-        base = unguided(spec)
+        base = spec.unguided()
         train, val = prepare(ws, split.train, base), prepare(ws, split.val, base)
         torch.manual_seed(cfg.seed)
         model = build_model(base)

@@ -55,7 +55,7 @@ def unguided_base(spec: ModelSpec, folder: Path = WEIGHTS) -> tuple[Path, dict[s
     own entry while it ships unguided, else its entry's training "unguided"; None if none."""
     if not spec.guided:
         return None
-    key = _key(replace(spec, guidance="none", guidance_prev_mask=False))
+    key = _key(spec.unguided())
     entry = read_index(folder).get(spec.name)
     entry = entry if isinstance(entry, dict) else {}
     for e in (entry, (entry.get("training") or {}).get("unguided")):

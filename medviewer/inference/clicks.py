@@ -8,7 +8,8 @@ previous mask's class k follows as one 0..1 map per class. Discs rather than dis
 RITM (Sofiiuk et al. 2021) found them as good or better, and a disc reads the same at any
 distance from other clicks.
 
-Region (decided here): with clicks the model sees a crop, not the whole image: the box around
+Region (decided here): with clicks the model sees a crop, not the whole image (unless its spec
+says `guidance_zoom: false`): the box around
 the clicks and the previous mask, widened by `CROP_MARGIN` of its size on each side (RITM's
 zoom-in), at least `MIN_CROP_SHARE` of the image's side, with the image's aspect ratio, so an
 object is seen at most twice as large as in the whole image the model also learns from. The
@@ -76,12 +77,16 @@ def check_clicks(clicks: list[Click], shape: tuple[int, int], spec: ModelSpec) -
 
 
 def crop_box(
-    shape: tuple[int, int], clicks: list[Click], prev_mask: np.ndarray | None = None
+    shape: tuple[int, int],
+    clicks: list[Click],
+    prev_mask: np.ndarray | None = None,
+    zoom: bool = True,
 ) -> Box:
     """The region a guided model sees for these clicks and the previous label map's pixels of
-    the clicked classes (module docstring); the whole image without clicks."""
+    the clicked classes (module docstring); the whole image without clicks, or without `zoom`
+    (the spec's `guidance_zoom`)."""
     h, w = shape
-    if not clicks:
+    if not clicks or not zoom:
         return Box(0, 0, h, w)
     rows = [c.row for c in clicks]
     cols = [c.col for c in clicks]
@@ -141,7 +146,7 @@ def model_input(
 ) -> tuple[np.ndarray, Box]:
     """(H, W, C) image as `preprocess.to_channels` gives it -> the network's input (C', h, w)
     for these clicks and the box it shows."""
-    box = crop_box(x.shape[:2], clicks, prev_mask)
+    box = crop_box(x.shape[:2], clicks, prev_mask, spec.guidance_zoom)
     image = normalise(resize_to(x[box.slices], spec.input_size), spec)
     return with_guidance(image, spec, encode(clicks, box, spec, prev_mask)), box
 

@@ -92,10 +92,17 @@ class ModelSpec:
     # Click guidance: input channels after the image's; `in_channels` stays the image's own.
     guidance: str = "none"
     guidance_prev_mask: bool = False  # one more channel per foreground class: the last mask
+    # With clicks the model sees the region around them enlarged (`inference.clicks.crop_box`);
+    # False: always the whole image, as without clicks.
+    guidance_zoom: bool = True
 
     @property
     def guided(self) -> bool:
         return self.guidance != "none"
+
+    def unguided(self) -> ModelSpec:
+        """The same model without click guidance (a guided model's unguided twin)."""
+        return replace(self, guidance="none", guidance_prev_mask=False, guidance_zoom=True)
 
     @property
     def guidance_channels(self) -> int:
@@ -132,7 +139,9 @@ class ModelSpec:
         d = asdict(self)
         d["classes"] = [{"name": c.name, "color": list(c.color)} for c in self.classes]
         if not self.guided:  # an unguided spec writes what it wrote before guidance existed
-            del d["guidance"], d["guidance_prev_mask"]
+            del d["guidance"], d["guidance_prev_mask"], d["guidance_zoom"]
+        elif self.guidance_zoom:  # the default, as specs written before the option had it
+            del d["guidance_zoom"]
         return d
 
     def to_json(self) -> str:
@@ -420,6 +429,9 @@ def _parse(data: Any, src: str, budget: ModelBudget) -> ModelSpec:
         raise SpecError(f"{src}: guidance {guidance!r} needs a segmentation task, not {task}")
     if prev_mask and guidance == "none":
         raise SpecError(f'{src}: guidance_prev_mask needs guidance "clicks"')
+    zoom = _flag(data, "guidance_zoom", True, src)
+    if not zoom and guidance == "none":
+        raise SpecError(f'{src}: guidance_zoom needs guidance "clicks"')
     return ModelSpec(
         name=data["name"],
         task=task,
@@ -446,4 +458,5 @@ def _parse(data: Any, src: str, budget: ModelBudget) -> ModelSpec:
         applies_to=_scope(data, src),
         guidance=guidance,
         guidance_prev_mask=prev_mask,
+        guidance_zoom=zoom,
     )

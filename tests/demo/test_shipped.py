@@ -76,7 +76,7 @@ def test_write_and_load_round_trip_as_float16(tmp_path: Path) -> None:
     model = build_model(spec, pretrained=False).eval()
     write_shipped(tmp_path, {spec.name: (model, spec, {"validation": {"score": 0.5}})})
     loaded, _, _ = load_shipped(spec, tmp_path)
-    x = torch.randn(2, 1, 64, 64)
+    x = torch.randn(2, spec.network_channels, 64, 64)
     with torch.no_grad():
         ours, theirs = model(x)["mask"], loaded(x)["mask"]
     assert (ours.argmax(1) == theirs.argmax(1)).float().mean() > 0.99
@@ -154,7 +154,7 @@ def test_guided_models_ship_with_the_unguided_weights_they_started_from() -> Non
 
 def test_write_shipped_keeps_other_entries_and_the_unguided_start(tmp_path: Path) -> None:
     spec = replace(model_specs(SMALL)["abdomen"], guidance="clicks", guidance_prev_mask=True)
-    base_spec = replace(spec, guidance="none", guidance_prev_mask=False)
+    base_spec = spec.unguided()
     torch.manual_seed(0)
     start, state, key = half_round_trip(
         base_spec, build_model(base_spec, pretrained=False).state_dict(), tmp_path / "ws"

@@ -48,12 +48,36 @@ def test_spec_option_parses_and_refuses_bad_values() -> None:
         ({"guidance": True}, "guidance is True"),
         ({"guidance_prev_mask": True}, "guidance_prev_mask needs guidance"),
         ({"guidance": "clicks", "guidance_prev_mask": "yes"}, "must be true or false"),
+        ({"guidance_zoom": False}, "guidance_zoom needs guidance"),
     ]:
         with pytest.raises(SpecError, match=why):
             ModelSpec.from_dict(tiny_segmenter(**bad))
     classifier = {"name": "c", "task": "classification", "encoder": "resnet18", "labels": ["x"]}
     with pytest.raises(SpecError, match="needs a segmentation task"):
         ModelSpec.from_dict({**classifier, "guidance": "clicks"})
+
+
+def test_guidance_zoom_off_round_trips_and_its_twin_is_the_unguided_spec() -> None:
+    whole = ModelSpec.from_dict(tiny_segmenter(guidance="clicks", guidance_zoom=False))
+    assert not whole.guidance_zoom and ModelSpec.from_dict(whole.to_dict()) == whole
+    zoomed = ModelSpec.from_dict(GUIDED)
+    assert "guidance_zoom" not in zoomed.to_dict()  # the default: specs written before it
+    plain = ModelSpec.from_dict(tiny_segmenter())
+    assert whole.unguided() == zoomed.unguided() == plain
+
+
+def test_without_zoom_the_model_sees_the_whole_image_with_its_clicks() -> None:
+    click = Click(100, 50, True)
+    assert crop_box((200, 100), [click], zoom=False) == Box(0, 0, 200, 100)
+    x = np.random.default_rng(0).random((200, 100, 1), np.float32)
+    spec = ModelSpec.from_dict(tiny_segmenter(guidance="clicks", guidance_zoom=False))
+    net_input, box = model_input(x, spec, [click])
+    assert box == Box(0, 0, 200, 100)
+    zoomed, zbox = model_input(x, ModelSpec.from_dict(GUIDED), [click])
+    assert zbox != box and not np.allclose(net_input[0], zoomed[0])  # the image, not a crop
+    # The click's disc lands where the click is in the whole image: row 100/200, col 50/100.
+    rows, cols = np.nonzero(net_input[1])
+    assert abs(rows.mean() - 32) <= 1 and abs(cols.mean() - 32) <= 1
 
 
 def test_guided_model_has_the_extra_channels_and_the_budget_counts_them() -> None:

@@ -83,7 +83,7 @@ def test_training_samples_carry_simulated_clicks_some_without() -> None:
     clicked = batch["click_class"].numpy() > 0
     guidance = batch["image"][:, 1:3].flatten(1).amax(1).numpy() > 0
     assert np.array_equal(clicked, guidance)  # clicks exactly where a class was clicked
-    assert 4 <= (~clicked).sum() <= 24  # about 30% without clicks
+    assert 12 <= (~clicked).sum() <= 28  # about half without clicks (data.NO_CLICKS)
     positive = batch["image"][:, 1].numpy() > 0
     truth = batch["mask"].numpy() > 0
     # Positive discs lie mostly on the object (a disc at its edge sticks out; at random ~10%).
@@ -92,6 +92,20 @@ def test_training_samples_carry_simulated_clicks_some_without() -> None:
     assert val["image"].shape == (3, 4, 64, 64) and not val["image"][:, 1:].any()
     again = TrainingSet(data, seed=1, clicks=True).batch(range(40))
     assert torch.equal(again["image"], batch["image"])  # seeded
+    assert not torch.equal(batch["mask"], torch.from_numpy(data.masks).long())  # zoomed crops
+
+
+def test_without_zoom_training_samples_are_the_whole_image() -> None:
+    spec = ModelSpec.from_dict(
+        tiny_segmenter(guidance="clicks", guidance_prev_mask=True, guidance_zoom=False)
+    )
+    data = prepared(spec, 40, 3)
+    batch = TrainingSet(data, seed=1, clicks=True).batch(range(40))
+    assert (batch["click_class"] > 0).sum() >= 12
+    assert np.array_equal(batch["mask"].numpy(), data.masks)  # the truth as it is, no crop
+    image = batch["image"][:, 0].numpy()
+    plain = TrainingSet(data).batch(range(40))["image"][:, 0].numpy()
+    assert np.array_equal(image, plain)  # and the image as it is
 
 
 def test_summary_of_click_curves() -> None:
