@@ -23,9 +23,10 @@ demo: $(VENV)/.demo-installed
 	$(VENV)/bin/medviewer demo
 
 # The demo models' shipped weights (medviewer/demo/weights/): the full demo built with training,
-# seed 0, by the project's own trainer: about 7 minutes on a 2-core CPU, then the chest model's
-# training with simulated clicks from its unguided weights (46 minutes here under a load of 8-13;
-# `--tasks chest` remakes it alone). Commit what it writes.
+# seed 0, by the project's own trainer: about 7 minutes on a 2-core CPU, then the chest and
+# kidney models' training with simulated clicks from their unguided weights (`--tasks chest
+# abdomen` remakes them alone; their shipped files were made with OMP_NUM_THREADS=1, about 3 and
+# 6 minutes: the weights depend on the thread count). Commit what it writes.
 demo-models: $(VENV)/.demo-installed
 	$(PY) -m medviewer.demo.make_models
 
