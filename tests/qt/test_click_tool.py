@@ -252,3 +252,41 @@ def test_clicks_during_a_slow_run_queue_only_the_newest_and_the_gui_answers(
     slow_ticks = [round(g * 1000) for g in gaps if g >= 0.1]
     assert max(gaps) < SLOW_SECONDS / 2, f"event loop blocked for {max(gaps) * 1000:.0f} ms"
     assert len(slow_ticks) <= max(2, len(gaps) // 50), f"{len(slow_ticks)} late: {slow_ticks}"
+
+
+MULTI = {
+    **SPEC,
+    "name": "guided-kidneys",
+    "classes": ["background", "left", "right"],
+    "guidance_zoom": False,  # as the demo's kidney model: the whole image with clicks too
+}
+
+
+def test_a_multi_class_model_answers_for_the_active_class_on_the_whole_image(
+    window, qtbot, engines, monkeypatch
+) -> None:
+    name = _register(window, qtbot, engines, MULTI)
+    head = engines[name].model.net.segmentation_head[0]
+    with torch.no_grad():
+        head.bias.copy_(torch.tensor([0.0, 0.0, 8.0]))  # "right" everywhere it looks
+    asked: list[list] = []
+    real = guided.propose_with_clicks
+
+    def wrapper(engine, image, version, clicks, prev_mask=None):
+        asked.append(list(clicks))
+        return real(engine, image, version, clicks, prev_mask)
+
+    monkeypatch.setattr(guided, "propose_with_clicks", wrapper)
+    action = window.tool_actions["click"]
+    qtbot.waitUntil(action.isEnabled, timeout=10_000)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=10_000)
+    qtbot.keyClick(window, Qt.Key.Key_2)  # the active class: "right"
+    qtbot.keyClick(window, Qt.Key.Key_K)
+    click(window, 40.5, 30.5)
+    _wait_runs(window, qtbot, 1)
+    assert [(c.class_value, c.positive) for c in asked[0]] == [(2, True)]
+    # No zoomed crop: the model's answer, class 2, covers the whole image.
+    assert (_shown(window) == 2).all()
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert not _shown(window).any()
