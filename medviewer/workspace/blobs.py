@@ -111,17 +111,8 @@ class DatabaseBlobStore:
         self._connection = connection  # () -> this thread's connection
 
     def put(self, mask: np.ndarray) -> str:
-        db = self._connection()
         digest = _checked(mask)
-        data = _encoded(mask, db.where)
-        try:
-            db.execute(
-                "INSERT INTO blob_data (digest, data, created_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (digest) DO NOTHING",
-                (digest, data, time.time()),
-            )
-        except db.errors as e:
-            raise SaveError(f"{db.where}: could not save the mask {digest[:12]}: {e}") from e
+        self._insert(digest, _encoded(mask, self._connection().where), "the mask")
         return digest
 
     def get(self, digest: str) -> np.ndarray:
@@ -134,8 +125,13 @@ class DatabaseBlobStore:
 
     def put_bytes(self, data: bytes) -> str:
         """Keep a file's bytes (committed now); returns their SHA-256."""
-        db = self._connection()
         digest = bytes_digest(data)
+        self._insert(digest, data, "the file")
+        return digest
+
+    def _insert(self, digest: str, data: bytes, what: str) -> None:
+        """One row per digest, committed now (the same bytes twice are one row)."""
+        db = self._connection()
         try:
             db.execute(
                 "INSERT INTO blob_data (digest, data, created_at) VALUES (?, ?, ?)"
@@ -143,8 +139,7 @@ class DatabaseBlobStore:
                 (digest, data, time.time()),
             )
         except db.errors as e:
-            raise SaveError(f"{db.where}: could not save the file {digest[:12]}: {e}") from e
-        return digest
+            raise SaveError(f"{db.where}: could not save {what} {digest[:12]}: {e}") from e
 
     def get_bytes(self, digest: str) -> bytes:
         """The bytes kept under `digest`; CorruptBlob if missing or altered."""

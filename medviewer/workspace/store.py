@@ -278,7 +278,14 @@ class Workspace:
                     "upgrade"
                 )
             if not readonly and version < SCHEMA_VERSION:
-                migrate(ws.db, ws.where, blobs=blobs[0], blob_folder=blobs[1])
+                try:
+                    migrate(ws.db, ws.where, blobs=blobs[0], blob_folder=blobs[1])
+                except PermissionDenied as e:  # only the tables' owner may alter them
+                    raise PermissionDenied(
+                        f"{ws.where}: written by an older medviewer (schema {version}); the "
+                        f"administrator opens it once to upgrade it to schema {SCHEMA_VERSION}, "
+                        f"then runs `medviewer workspace grant` again for each login ({e})"
+                    ) from e
             mode, folder = blob_storage(ws.db)
             if mode == "database":
                 ws.blobs = DatabaseBlobStore(lambda: ws.db)

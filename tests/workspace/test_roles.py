@@ -74,6 +74,22 @@ def test_reviewer_approves_and_activates_as_itself(team: tuple[str, str, str]) -
         assert ws.models.active_versions() == {"chest": "1"}
 
 
+def test_an_older_schema_waits_for_the_administrator_in_words(
+    team: tuple[str, str, str],
+) -> None:
+    url, _, reviewer = team
+    with Workspace.open(url) as ws:  # as an older medviewer left it: one step back
+        ws.db.raw.execute("ALTER TABLE models DROP COLUMN files")
+        ws.db.raw.execute("UPDATE medviewer_schema SET version = 4")
+        ws.db.raw.commit()
+    with pytest.raises(PermissionDenied, match=r"schema 4\); the administrator opens it once"):
+        _as(url, reviewer)
+    with Workspace.open(url) as ws:  # the administrator (the tables' owner) upgrades it
+        grant(ws, reviewer, "reviewer")
+    with _as(url, reviewer) as ws:
+        assert ws.models.list("chest")
+
+
 def test_grant_command_and_its_refusals(
     team: tuple[str, str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
