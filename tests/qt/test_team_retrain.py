@@ -7,9 +7,7 @@ the worker."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,13 +17,16 @@ import pytest
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QComboBox
 
-from medviewer.cli import main
 from medviewer.models.versions import load_version, version_dir
 from medviewer.workspace import Workspace, job_queue
-from medviewer.workspace.location import write_workspace_file
 from tests.qt.test_window_reads import gui_queries  # noqa: F401 - a fixture used below
-from tests.training.test_ddp import make_workspace
-from tests.training.test_queue_roles import STALE_S, start_worker
+from tests.training import queue_helpers
+from tests.training.queue_helpers import (
+    make_team,
+    quick_heartbeat,  # noqa: F401 (an autouse fixture)
+    start_worker,
+    stop_workers,
+)
 from tests.workspace.pg_server import PostgresServer
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
@@ -33,14 +34,10 @@ TRAINING_S = 240_000  # ms: one epoch on 2 busy CPU cores, after the worker's st
 
 
 @dataclass(frozen=True)
-class Team:
-    root: Path  # root/ws: the administrator's folder; root/<login>: each login's own machine
+class Team(queue_helpers.Team):
     reviewer: str
     annotator: str
     worker: str
-
-    def folder(self, login: str) -> Path:
-        return self.root / login
 
 
 @pytest.fixture(scope="module")
@@ -49,47 +46,18 @@ def team(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServ
     granted by `medviewer workspace grant`, and a folder per login naming it."""
     tag = uuid.uuid4().hex[:6]
     logins = {f"tr{tag}": "reviewer", f"ta{tag}": "annotator", f"tw{tag}": "worker"}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OMP_NUM_THREADS", "1")
-        root = tmp_path_factory.mktemp("team-retrain")
-        url = postgres_server.database()
-        Workspace.create(root / "ws", database=url).close()
-        make_workspace(root)
-    postgres_server.admin("; ".join(f"CREATE ROLE {login} LOGIN" for login in logins))
-    for login, role in logins.items():
-        grant = ["workspace", "grant", login, "--role", role, "--workspace", str(root / "ws")]
-        assert main(grant) == 0
-        write_workspace_file(root / login, url.replace("postgres@", f"{login}@"))
+    root = tmp_path_factory.mktemp("team-retrain")
+    make_team(root, postgres_server, logins)
     return Team(root, *logins)
-
-
-@pytest.fixture(autouse=True)
-def quick_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setenv("MEDVIEWER_WORKER_STALE_S", str(STALE_S))
-    monkeypatch.setattr(job_queue, "STALE_S", STALE_S)
 
 
 @pytest.fixture
 def worker(team: Team, tmp_path: Path) -> Iterator[subprocess.Popen]:
     """`medviewer worker` as the worker login in its own folder, ready once it beats."""
-    log = tmp_path / "worker.log"
-    proc = start_worker(team.folder(team.worker), log)
-    with Workspace.open(team.folder("ws")) as ws:
-        while job_queue.live_workers(ws) == 0:
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.1)
+    ws = team.folder("ws")
+    proc = start_worker(ws, tmp_path / "worker.log", folder=team.folder(team.worker))
     yield proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # procrastinate's graceful stop
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    with Workspace.open(team.folder("ws")) as ws:  # the next test's worker beats alone
-        while job_queue.live_workers(ws):
-            time.sleep(0.1)
+    stop_workers(ws, [proc])  # the next test's worker beats alone
 
 
 @pytest.fixture

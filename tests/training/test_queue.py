@@ -6,12 +6,9 @@ locally as before."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,11 +19,15 @@ from medviewer.training import queue as training_queue
 from medviewer.training.jobs import WORKER_DIED, JobError, JobManager
 from medviewer.training.protocol import Batch, Ended, Event
 from medviewer.workspace import Workspace, job_queue
-from tests.training.test_ddp import make_workspace
+from tests.training.queue_helpers import (
+    make_team,
+    quick_heartbeat,  # noqa: F401 (an autouse fixture)
+    start_worker,
+    stop_workers,
+)
 from tests.workspace.pg_server import PostgresServer
 
 OPTIONS = {"epochs": 1, "batch_size": 2, "device": "cpu", "augment": False, "patience": 0}
-STALE_S = 4.0  # the worker's heartbeat counts as stopped after this long (here, for speed)
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
 
@@ -35,46 +36,15 @@ pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc"
 def team_ws(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer) -> Path:
     """One PostgreSQL workspace for the module (making one takes seconds): the approved 64x64
     slices and model v1 of test_ddp."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OMP_NUM_THREADS", "1")
-        root = tmp_path_factory.mktemp("team")
-        Workspace.create(root / "ws", database=postgres_server.database()).close()
-        return make_workspace(root)
-
-
-@pytest.fixture(autouse=True)
-def quick_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setenv("MEDVIEWER_WORKER_STALE_S", str(STALE_S))
-    monkeypatch.setattr(job_queue, "STALE_S", STALE_S)
+    return make_team(tmp_path_factory.mktemp("team"), postgres_server, {})
 
 
 @pytest.fixture
 def worker(team_ws: Path, tmp_path: Path) -> Iterator[subprocess.Popen]:
     """`medviewer worker` on the workspace, started and stopped here."""
-    log = open(tmp_path / "worker.log", "wb")  # closed after the worker stops
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "medviewer.cli", "worker", "--workspace", str(team_ws)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    with Workspace.open(team_ws) as ws:
-        while job_queue.live_workers(ws) == 0:  # its heartbeat row: ready to take jobs
-            assert proc.poll() is None, (tmp_path / "worker.log").read_text()
-            time.sleep(0.1)
+    proc = start_worker(team_ws, tmp_path / "worker.log")
     yield proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # procrastinate's graceful stop
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    log.close()
-    with Workspace.open(team_ws) as ws:  # the next test's worker is the only one that beats
-        while job_queue.live_workers(ws):
-            time.sleep(0.1)
+    stop_workers(team_ws, [proc])
 
 
 def versions(ws: Workspace) -> list[str]:

@@ -6,14 +6,9 @@ ran on the worker queues it again for the worker, which carries on from its chec
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,23 +17,20 @@ from medviewer.cli import main
 from medviewer.training.jobs import JobManager
 from medviewer.training.protocol import Batch, Ended, Epoch, Event
 from medviewer.workspace import PermissionDenied, Workspace, job_queue
-from medviewer.workspace.location import write_workspace_file
-from tests.training.test_ddp import make_workspace
+from medviewer.workspace.job_table import JobRecord
+from tests.training.queue_helpers import (
+    Team,
+    make_team,
+    quick_heartbeat,  # noqa: F401 (an autouse fixture)
+    start_worker,
+    stop_workers,
+)
 from tests.workspace.pg_server import PostgresServer
 
 OPTIONS = {"epochs": 1, "batch_size": 2, "device": "cpu", "augment": False, "patience": 0}
-STALE_S = 4.0
 LOGINS = {"qrev": "reviewer", "qann": "annotator", "qwrk": "worker", "qnone": None}
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
-
-
-@dataclass(frozen=True)
-class Team:
-    root: Path  # root/ws: the administrator's folder; root/<login>: each login's own machine
-
-    def folder(self, login: str) -> Path:
-        return self.root / login
 
 
 @pytest.fixture(scope="module")
@@ -46,58 +38,17 @@ def team(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServ
     """The administrator's workspace (test_ddp's approved slices and model v1), a login per
     role granted by `medviewer workspace grant` (which also sets up the queue), and a folder
     per login whose workspace.json names that login."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OMP_NUM_THREADS", "1")
-        root = tmp_path_factory.mktemp("queue-roles")
-        url = postgres_server.database()
-        Workspace.create(root / "ws", database=url).close()
-        make_workspace(root)
-    postgres_server.admin("; ".join(f"CREATE ROLE {login} LOGIN" for login in LOGINS))
-    for login, role in LOGINS.items():
-        if role:
-            grant = ["workspace", "grant", login, "--role", role, "--workspace", str(root / "ws")]
-            assert main(grant) == 0
-        write_workspace_file(root / login, url.replace("postgres@", f"{login}@"))
+    root = tmp_path_factory.mktemp("queue-roles")
+    make_team(root, postgres_server, LOGINS)
     return Team(root)
-
-
-@pytest.fixture(autouse=True)
-def quick_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setenv("MEDVIEWER_WORKER_STALE_S", str(STALE_S))
-    monkeypatch.setattr(job_queue, "STALE_S", STALE_S)
-
-
-def start_worker(folder: Path, log: Path) -> subprocess.Popen:
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "medviewer.cli", "worker", "--workspace", str(folder)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
 
 
 @pytest.fixture
 def worker(team: Team, tmp_path: Path) -> Iterator[subprocess.Popen]:
     """`medviewer worker` logged in as the worker login, in its own folder."""
-    log = tmp_path / "worker.log"
-    proc = start_worker(team.folder("qwrk"), log)
-    with Workspace.open(team.folder("ws")) as ws:
-        while job_queue.live_workers(ws) == 0:
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.1)
+    proc = start_worker(team.folder("ws"), tmp_path / "worker.log", folder=team.folder("qwrk"))
     yield proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    with Workspace.open(team.folder("ws")) as ws:
-        while job_queue.live_workers(ws):
-            time.sleep(0.1)
+    stop_workers(team.folder("ws"), [proc])
 
 
 class Heard:
@@ -114,6 +65,15 @@ class Heard:
             self.epoch.set()
         if isinstance(event, Batch):
             self.batch.set()
+
+
+def cancelled_after_an_epoch(jobs: JobManager, heard: Heard) -> JobRecord:
+    """A long job started, and cancelled once an epoch was heard: it has a checkpoint."""
+    job = jobs.start("lesion", **{**OPTIONS, "epochs": 300})
+    assert heard.epoch.wait(180), heard.events
+    jobs.cancel(job.id)
+    assert jobs.wait(job.id, timeout=60).state == "cancelled"
+    return job
 
 
 def test_a_reviewer_queues_a_job_the_worker_login_runs_and_registers(
@@ -181,10 +141,7 @@ def test_resuming_a_job_that_ran_on_the_worker_queues_it_for_the_worker(
     heard = Heard()
     with Workspace.open(team.folder("qrev")) as ws:
         jobs = JobManager(ws, on_event=heard)
-        job = jobs.start("lesion", **{**OPTIONS, "epochs": 300})
-        assert heard.epoch.wait(180), heard.events
-        jobs.cancel(job.id)
-        assert jobs.wait(job.id, timeout=60).state == "cancelled"
+        job = cancelled_after_an_epoch(jobs, heard)
         first_task = job_queue.queued(ws, job.id).task_id
         before = [e.epoch for e in heard.events if isinstance(e, Epoch)]
         heard.events.clear()

@@ -20,7 +20,7 @@ from medviewer.training.jobs import JobManager
 from medviewer.training.protocol import Epoch, parse_event
 from medviewer.workspace import Workspace, job_queue
 from tests.training import test_queue_roles as shared
-from tests.training.test_queue_roles import OPTIONS, Heard, Team
+from tests.training.test_queue_roles import OPTIONS, Heard, Team, cancelled_after_an_epoch
 
 # The team's workspace, its logins and the worker subprocess, as test_queue_roles sets them up.
 team, worker, quick_heartbeat = shared.team, shared.worker, shared.quick_heartbeat
@@ -37,10 +37,7 @@ def test_train_resume_of_a_workers_job_queues_it_for_the_worker(
     heard = Heard()
     with Workspace.open(team.folder("qrev")) as ws:
         jobs = JobManager(ws, on_event=heard)
-        job = jobs.start("lesion", **{**OPTIONS, "epochs": 300})
-        assert heard.epoch.wait(180), heard.events
-        jobs.cancel(job.id)
-        assert jobs.wait(job.id, timeout=60).state == "cancelled"
+        job = cancelled_after_an_epoch(jobs, heard)
         jobs.close()
         first_task = job_queue.queued(ws, job.id).task_id
         before = _epochs(ws, job.id)

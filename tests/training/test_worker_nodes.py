@@ -6,7 +6,6 @@ worker stopped by SIGTERM cancels its job, and one killed by SIGKILL takes its t
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
 
@@ -23,7 +21,8 @@ from medviewer.training.jobs import WORKER_DIED, JobManager
 from medviewer.training.protocol import Batch, Ended, Event
 from medviewer.training.worker import STOPPED
 from medviewer.workspace import Workspace, job_queue
-from tests.training.test_queue import OPTIONS, quick_heartbeat, team_ws, versions
+from tests.training.queue_helpers import quick_heartbeat, start_worker, stop_workers
+from tests.training.test_queue import OPTIONS, team_ws, versions
 
 __all__ = ["quick_heartbeat", "team_ws"]  # the fixtures, shared with test_queue
 
@@ -35,36 +34,16 @@ Workers = Callable[..., subprocess.Popen]
 @pytest.fixture
 def workers(team_ws: Path, tmp_path: Path) -> Iterator[Workers]:
     """Start `medviewer worker --workspace team_ws ARGS...`; every one is stopped afterwards."""
-    started: list[tuple[subprocess.Popen, IO[bytes]]] = []
+    started: list[subprocess.Popen] = []
 
     def start(*args: str) -> subprocess.Popen:
-        log = open(tmp_path / f"worker{len(started)}.log", "wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "medviewer.cli", "worker", "--workspace", str(team_ws),
-             "--name", f"w{len(started)}", *args],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        started.append((proc, log))
-        with Workspace.open(team_ws) as ws:
-            while job_queue.live_workers(ws) < len(started):  # its heartbeat: ready
-                assert proc.poll() is None, (tmp_path / f"worker{len(started) - 1}.log").read_text()
-                time.sleep(0.1)
-        return proc
+        n = len(started)
+        log = tmp_path / f"worker{n}.log"
+        started.append(start_worker(team_ws, log, "--name", f"w{n}", *args, beating=n + 1))
+        return started[-1]
 
     yield start
-    for proc, _ in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc, log in started:
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-    with Workspace.open(team_ws) as ws:  # the next test's workers are the only ones that beat
-        while job_queue.live_workers(ws):
-            time.sleep(0.1)
+    stop_workers(team_ws, started)
 
 
 def job_processes(folder: Path) -> list[int]:
