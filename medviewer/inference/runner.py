@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from medviewer.imaging import FrameRef, Image, ImageLoader
+from medviewer.imaging import FrameRef, Image, ImageLoader, Instance
 from medviewer.inference.calibration import BackendStore, backend_store, default_backend
 from medviewer.inference.device import pick_device
 from medviewer.inference.engine import Engine
@@ -310,9 +310,13 @@ class InferenceRunner:
 
     def applicable(self, image_id: int) -> list[str]:
         """The loaded models that apply to this image (`why_not_applicable`)."""
-        inst = self.ws.frame_ref(image_id).instance
+        return self.applicable_to(self.ws.frame_ref(image_id).instance)
+
+    def applicable_to(self, inst: Instance) -> list[str]:
+        """The loaded models that apply to an image's file record (no query: the app reads
+        the record off its GUI thread and asks here)."""
         return [
-            name for name, w in self._workers.items()
+            name for name, w in list(self._workers.items())
             if why_not_applicable(w.engine.spec, inst) is None
         ]  # fmt: skip
 

@@ -650,9 +650,9 @@ class MainWindow(QMainWindow):
         self.review.sig_loaded.connect(self._update_look)
         self.view.sig_window_changed.connect(self.corners.set_window)
         self.view.box.sigRangeChanged.connect(lambda *_: self._update_zoom())
-        self.worklist.model.models_for = lambda i: (
-            self.host.models_for(i) if self.host.runner is not None else None
-        )
+        self.worklist.model.models_for = self.host.models_known  # no query: what was read
+        self.worklist.model.ask_models = self.host.read_scope  # the rows drawn, in one read
+        self.host.sig_scope_read.connect(self.worklist.model.models_read)
         self.host.sig_ready.connect(lambda _: self.worklist.model.forget_models())
         self.tool_label.setText(self.tools.status_text())
 

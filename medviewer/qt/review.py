@@ -78,7 +78,7 @@ class ReviewController(QObject):
     def _display(self, image_id: int) -> tuple[Image, np.ndarray]:
         """Decoded pixels and their default rendering, made off the GUI thread and kept for
         the few images around the current one (pixels never change, so neither does this)."""
-        image = self.loader.image(self.ws.frame_ref(image_id))
+        image = self.loader.image(self.host.frame_ref(image_id))  # kept: models_for knows it
         with self._shown_lock:
             shown = self._shown.get(image.source)
         if shown is None:

@@ -129,12 +129,11 @@ def test_the_wheel_goes_through_the_series_without_a_gui_thread_query(
 
 
 def test_the_label_names_of_an_image_without_ai_results_come_without_a_query(
-    request, qtbot, gui_queries, monkeypatch
+    request, qtbot, gui_queries
 ) -> None:
-    """The model list is the window's read; which loaded models apply is the runner's (its
-    own query, not measured here)."""
+    """The model list is the window's read; which loaded models apply, the runner host's
+    (from the image's file record, read when it was loaded)."""
     window = request.getfixturevalue("with_model")
-    monkeypatch.setattr(window.host, "models_for", lambda image_id: ["tiny"])
     state = window.review.state
     state.ai_labels = state.proposal_revision = None  # as before the model has run on it
     state.labels = {}

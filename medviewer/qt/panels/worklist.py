@@ -8,7 +8,14 @@ from collections.abc import Callable
 from pathlib import PurePath
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -78,10 +85,14 @@ class WorklistModel(QAbstractTableModel):
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[ImageRow] = []
-        # Which models read an image: the app's RunnerHost.models_for (models.scope decides);
-        # asked only for rows drawn, and kept until the models change.
+        # Which models read an image: the app's RunnerHost.models_known (models.scope decides;
+        # None: not known yet), kept until the models change. The rows drawn and not known are
+        # asked for together (`ask_models`, one read off the GUI thread), never one per row;
+        # `models_read` redraws them.
         self.models_for: Callable[[int], list[str] | None] = lambda image_id: None
+        self.ask_models: Callable[[list[int]], None] = lambda image_ids: None
         self._models: dict[int, str] = {}
+        self._unknown: set[int] = set()
         self.group_patients = True  # in patient order: a patient's name on its first row only
 
     def set_rows(self, rows: list[ImageRow]) -> None:
@@ -100,10 +111,24 @@ class WorklistModel(QAbstractTableModel):
         text = self._models.get(row.id)
         if text is None:
             names = self.models_for(row.id)
-            if names is None:
-                return ""  # the models are still loading
+            if names is None:  # the models are still loading, or the row is not read yet
+                if not self._unknown:
+                    QTimer.singleShot(0, self._ask)  # once the rows being drawn are all named
+                self._unknown.add(row.id)
+                return ""
             text = self._models[row.id] = ", ".join(names) or "—"
         return text
+
+    def _ask(self) -> None:
+        unknown, self._unknown = sorted(self._unknown), set()
+        self.ask_models(unknown)
+
+    def models_read(self, image_ids: list[int]) -> None:
+        """These rows' file records were read: draw their Model cells again."""
+        wanted = set(image_ids)
+        for i, row in enumerate(self.rows):
+            if row.id in wanted:
+                self.dataChanged.emit(self.index(i, MODEL_COLUMN), self.index(i, MODEL_COLUMN))
 
     def _same_patient_as_above(self, i: int) -> bool:
         if not self.group_patients or i == 0:
