@@ -174,16 +174,8 @@ class BlobStore:
         """Keep a file's bytes durably; returns their SHA-256. SaveError leaves nothing."""
         digest = bytes_digest(data)
         final = self.file_path(digest)
-        if final.exists():
-            return digest
-        tmp = self.tmp / f"{os.getpid()}-{digest[:16]}-{time.monotonic_ns()}{TMP_SUFFIX}"
-        try:
-            self.tmp.mkdir(parents=True, exist_ok=True)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(final, data, tmp=tmp)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise SaveError(f"{final}: could not save the file: {_save_reason(e)}") from e
+        if not final.exists():
+            self._write(final, digest, data, "the file")
         return digest
 
     def get_bytes(self, digest: str) -> bytes:
@@ -199,18 +191,20 @@ class BlobStore:
         """Store a mask durably; return its hash. Raises SaveError and leaves nothing behind."""
         digest = _checked(mask)
         final = self.path(digest)
-        if final.exists():
-            return digest
-        encoded = _encoded(mask, final)
+        if not final.exists():
+            self._write(final, digest, _encoded(mask, final), "the mask")
+        return digest
+
+    def _write(self, final: Path, digest: str, data: bytes, what: str) -> None:
+        """`data` at `final` through a temp file of this store: all or nothing (SaveError)."""
         tmp = self.tmp / f"{os.getpid()}-{digest[:16]}-{time.monotonic_ns()}{TMP_SUFFIX}"
         try:
             self.tmp.mkdir(parents=True, exist_ok=True)
             final.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(final, encoded, tmp=tmp)
+            atomic_write_bytes(final, data, tmp=tmp)
         except OSError as e:
             tmp.unlink(missing_ok=True)
-            raise SaveError(f"{final}: could not save the mask: {_save_reason(e)}") from e
-        return digest
+            raise SaveError(f"{final}: could not save {what}: {_save_reason(e)}") from e
 
     def get(self, digest: str) -> np.ndarray:
         """The mask with that hash; raises CorruptBlob if it is missing or altered."""
