@@ -147,10 +147,12 @@ def _heatmap(app: QApplication, window, image_id: int, label: str | None) -> Non
 
 def _retrain(app: QApplication, window, model: str, epochs: int) -> QWidget:
     dialog = window.retrain()
+    _wait(app, dialog.start_button.isEnabled, "the Retrain dialog's models and data", 60)
     dialog.model.setCurrentText(model)
     dialog.epochs.setValue(epochs)
     dialog.resize(720, 760)
-    dialog.start()
+    dialog.start()  # on the dialog's thread: its answer comes as an event
+    _wait(app, lambda: dialog.job_id is not None or dialog.start_button.isEnabled(), model, 60)
     if dialog.job_id is None:
         raise ScreenshotError(f"retraining {model} did not start: {dialog.status.text()}")
 

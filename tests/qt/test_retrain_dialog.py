@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from medviewer.models.spec import ModelSpec
+from medviewer.qt.dialogs.retrain import READING
 from medviewer.training.jobs import JobManager
+from tests.qt.test_window_reads import gui_queries  # noqa: F401 - a fixture used below
 
 SPEC = ModelSpec.from_dict(
     {
@@ -61,6 +64,7 @@ def test_retrain_dialog_end_to_end(window, qtbot, tmp_path: Path) -> None:
     window.jobs.close()
     window.jobs = JobManager(ws, command=fake_trainer(tmp_path), on_event=window.job_events)
     dialog = window.retrain()
+    qtbot.waitUntil(dialog.start_button.isEnabled, timeout=10_000)  # its data read
     assert dialog.data.text().startswith("1 confirmed image(s) with a finding, 1 negative(s); 1 ")
     dialog.epochs.setValue(2)
     dialog.start()
@@ -79,3 +83,26 @@ def test_retrain_dialog_end_to_end(window, qtbot, tmp_path: Path) -> None:
     dialog.activate_button.click()
     assert ws.models.active("tiny").version == "v2"
     qtbot.waitUntil(lambda: window.ws.jobs.list()[-1].state == "finished", timeout=10_000)
+
+
+def test_the_dialog_reads_its_models_and_data_off_the_gui_thread(
+    window,
+    qtbot,
+    gui_queries,  # noqa: F811
+    monkeypatch,
+) -> None:
+    from medviewer.models.versions import add_model
+    from medviewer.qt.dialogs import retrain
+
+    add_model(window.ws, SPEC, None)  # v1, active
+    server = threading.Event()  # a slow server: the read answers once this is set
+    read = retrain._read
+    monkeypatch.setattr(retrain, "_read", lambda ws: server.wait(10) and read(ws))
+    with gui_queries() as calls:
+        dialog = window.retrain()
+        assert dialog.data.text() == READING and not dialog.start_button.isEnabled()
+        server.set()
+        qtbot.waitUntil(dialog.start_button.isEnabled, timeout=10_000)
+    assert calls == []
+    assert dialog.model.currentText() == "tiny"
+    assert dialog.data.text().startswith("0 confirmed image(s) with a finding, 0 negative(s); ")

@@ -101,6 +101,7 @@ def test_a_job_started_in_the_dialog_runs_on_the_worker_and_both_windows_list_it
     reviewer, annotator = open_window(team.reviewer), open_window(team.annotator)
     qtbot.waitUntil(lambda: listed(reviewer) == ["v1"] and listed(annotator) == ["v1"])
     dialog = reviewer.retrain()
+    qtbot.waitUntil(dialog.start_button.isEnabled, timeout=10_000)  # its models and data read
     assert dialog.model.currentText() == "lesion"
     dialog.epochs.setValue(1)
     with gui_queries() as calls:
@@ -139,6 +140,7 @@ def test_cancel_in_the_dialog_cancels_the_job_on_the_worker(
 ) -> None:
     reviewer = open_window(team.reviewer)
     dialog = reviewer.retrain()
+    qtbot.waitUntil(dialog.start_button.isEnabled, timeout=10_000)  # its models and data read
     dialog.epochs.setValue(300)
     qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: dialog.step_bar.value() >= 1, timeout=TRAINING_S)  # it trains

@@ -31,7 +31,10 @@ from medviewer.workspace.snapshot import training_snapshot
 
 if TYPE_CHECKING:
     from medviewer.training.jobs import JobManager
-    from medviewer.workspace import Workspace
+    from medviewer.workspace import TrainingSnapshot, Workspace
+    from medviewer.workspace.model_table import ModelVersion
+
+READING = "reading\u2026"
 
 
 class JobEvents(QObject):
@@ -55,6 +58,12 @@ def flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
+def _read(ws: Workspace) -> tuple[list[ModelVersion], TrainingSnapshot]:
+    """On the dialog's thread: every model version (which are active, their specs) and what
+    training would learn from."""
+    return ws.models.list(), training_snapshot(ws)
+
+
 class RetrainDialog(QDialog):
     def __init__(self, ws: Workspace, jobs: JobManager, events: JobEvents, parent=None) -> None:
         super().__init__(parent)
@@ -64,21 +73,19 @@ class RetrainDialog(QDialog):
         # Not `self.done`: that would hide QDialog.done(), which accept() calls.
         self.outcome: Done | None = None
         self._started = 0.0
-        # Starting and cancelling write the job table and, on a team's server, its queue: a
+        # Reading the models and training data, starting and cancelling: on a team's server a
         # round trip each, so on one thread of the dialog's (in order), never the GUI thread.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
         self._bridge = FutureBridge()
         self._early: list[tuple[int, Event]] = []  # events heard before the start returned
-        self.model = QComboBox()
-        self.model.addItems(sorted({m.name for m in ws.models.list() if m.active}))
+        self.model = QComboBox()  # filled when the models are read (`_read_done`)
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 500)
         self.epochs.setValue(10)
-        self._snapshot = training_snapshot(ws)
-        self._models = {m.name for m in ws.models.list()}
-        self.data = QLabel("")
+        self._snapshot: TrainingSnapshot | None = None
+        self._versions: list[ModelVersion] = []
+        self.data = QLabel(READING)
         self.model.currentTextChanged.connect(self._show_data)
-        self._show_data(self.model.currentText())
         form = QFormLayout()
         form.addRow("Model", self.model)
         form.addRow("Epochs", self.epochs)
@@ -105,7 +112,7 @@ class RetrainDialog(QDialog):
         self.keep_button = QPushButton("Keep current")
         for b in (self.cancel_button, self.activate_button, self.keep_button):
             b.setEnabled(False)
-        self.start_button.setEnabled(self.model.count() > 0)
+        self.start_button.setEnabled(False)  # until the models and data are read
         self.start_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         self.activate_button.clicked.connect(self.activate)
@@ -119,14 +126,28 @@ class RetrainDialog(QDialog):
             layout.addWidget(w)
         layout.addLayout(buttons)
         events.sig_event.connect(self.on_event)
+        self._bridge.watch(self._pool.submit(_read, ws), self._read_done)
+
+    def _read_done(self, future: Future) -> None:
+        try:
+            self._versions, self._snapshot = future.result()
+        except Exception as e:  # noqa: BLE001 - a busy server: shown; reopen to try again
+            self.data.setText(f"could not read the models and training data: {e}")
+            return
+        self.model.addItems(sorted({m.name for m in self._versions if m.active}))
+        self._show_data(self.model.currentText())
+        self.start_button.setEnabled(self.model.count() > 0 and self.job_id is None)
 
     def _show_data(self, name: str) -> None:
         """What the chosen model would learn from (its own task's confirmed images)."""
-        active = self.ws.models.active(name) if name else None
+        if self._snapshot is None:
+            return  # still reading
+        active = next((m for m in self._versions if m.name == name and m.active), None)
         if active is None:
             self.data.setText("")
             return
-        items = self._snapshot.for_model(ModelSpec.from_dict(active.spec), self._models)
+        models = {m.name for m in self._versions}
+        items = self._snapshot.for_model(ModelSpec.from_dict(active.spec), models)
         negatives = sum(1 for i in items if i.is_negative)
         self.data.setText(
             f"{len(items) - negatives} confirmed image(s) with a finding, {negatives} "
