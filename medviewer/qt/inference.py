@@ -250,9 +250,12 @@ class RunnerHost(QObject):
         def untrack(f: Future) -> None:
             with self._lock:
                 self._in_flight.discard(f)
-            self.sig_jobs_changed.emit(len(self._in_flight))
+                n = len(self._in_flight)
+            self.sig_jobs_changed.emit(n)  # queued to the GUI thread by Qt
 
-        self.workers.bridge.watch(future, untrack)
+        # Not through the bridge: it drops cancelled Futures (a restart cancels what was queued
+        # for the old runner), and "AI: 1 running" stayed for good.
+        future.add_done_callback(untrack)
 
     def close(self) -> None:
         """Cancel queued requests and wait for the one in flight: a thread still inside torch

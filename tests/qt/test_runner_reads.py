@@ -5,6 +5,8 @@ that froze the window)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from medviewer.qt.panels.worklist import MODEL_COLUMN
 from tests.qt.test_ai_in_app import with_model  # noqa: F401 - a fixture used below
 from tests.qt.test_window_reads import gui_queries  # noqa: F401 - a fixture used below
@@ -14,17 +16,28 @@ def test_an_image_opened_is_proposed_for_without_a_gui_thread_query(
     with_model,  # noqa: F811
     qtbot,
     gui_queries,  # noqa: F811
+    tmp_path,
 ) -> None:
+    """Its callbacks measured too, once the window's own proposals (and their callbacks,
+    which read the review's state) are done."""
+    import cv2
+
     window = with_model
-    first, second = (r.id for r in window.ws.images()[:2])
-    assert not window.ws.revisions.has_proposal(second, "tiny", "v1")
+    first = window.review.state.image.id
+    qtbot.waitUntil(lambda: window.jobs_label.text() == "", timeout=60_000)  # prefetch done
+    qtbot.wait(200)
+    new = tmp_path / "new" / "slice.png"
+    new.parent.mkdir()
+    cv2.imwrite(str(new), np.full((64, 80), 100, np.uint8))
+    window.ws.import_paths([new.parent])
+    fresh = next(r.id for r in window.ws.images() if r.path.endswith("slice.png"))
     proposed: list[int] = []
     with gui_queries() as calls:
-        window.host.propose(second, on_screen=True, then=proposed.append)  # not yet proposed
+        window.host.propose(fresh, on_screen=True, then=proposed.append)  # not yet proposed
         window.host.propose(first, on_screen=True, then=proposed.append)  # already proposed
-        qtbot.waitUntil(lambda: proposed == [second], timeout=60_000)
+        qtbot.waitUntil(lambda: proposed == [fresh], timeout=60_000)
     assert calls == []
-    assert window.ws.revisions.has_proposal(second, "tiny", "v1")
+    assert window.ws.revisions.has_proposal(fresh, "tiny", "v1")
 
 
 def test_the_model_column_is_read_once_for_the_rows_drawn_off_the_gui_thread(
