@@ -49,6 +49,7 @@ class RunnerHost(QObject):
         self._closed = False
         self._refs: OrderedDict[int, FrameRef] = OrderedDict()  # image id -> its file record
         self._refs_lock = threading.Lock()
+        self._asked: set[int] = set()  # ids whose record a scope read is fetching now
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runner-db")
 
     def start(self) -> Future:
@@ -108,13 +109,18 @@ class RunnerHost(QObject):
     def read_scope(self, image_ids: Iterable[int]) -> None:
         """Read the file records of these images not yet kept, in one query on the host's
         database thread; `sig_scope_read` then names them (e.g. the worklist's rows drawn)."""
-        with self._refs_lock:
-            wanted = [i for i in image_ids if i not in self._refs]
-        if not wanted or self._closed:
-            return
+        with self._refs_lock:  # rows drawn again before the read lands ask nothing more
+            wanted = [i for i in image_ids if i not in self._refs and i not in self._asked]
+            if not wanted or self._closed:
+                return
+            self._asked.update(wanted)
 
         def read() -> list[int]:
-            self._keep(self.ws.frame_refs(wanted))
+            try:
+                self._keep(self.ws.frame_refs(wanted))
+            finally:
+                with self._refs_lock:
+                    self._asked.difference_update(wanted)
             return wanted
 
         self.workers.bridge.watch(self._db.submit(read), self._scope_read)

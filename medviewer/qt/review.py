@@ -33,6 +33,10 @@ RETRY_MS = 5000  # after a failed save; the edit stays in memory meanwhile
 SHOWN_KEPT = 6  # rendered images kept: the current one, the prefetched ones, the last ones
 
 
+def _nothing() -> None:
+    """A no-op queued behind the saves: its Future says when they are done."""
+
+
 class ReviewController(QObject):
     sig_loaded = Signal(object, object, object)  # ReviewState, Image, render(image) or None
     sig_mask_changed = Signal(object)  # changed rect (y0, x0, y1, x1) or None for everything
@@ -68,9 +72,13 @@ class ReviewController(QObject):
         """Save what is open, then load the next image in the background."""
         self.save_now()
         self.pending_id = image_id
-        return self.workers.load(self._load, image_id, then=self._loaded)
+        saved = self.workers.saver.submit(_nothing)  # done once the saves queued so far are
+        return self.workers.load(self._load, image_id, saved, then=self._loaded)
 
-    def _load(self, image_id: int) -> tuple[ReviewState, Image, np.ndarray]:
+    def _load(self, image_id: int, saved: Future) -> tuple[ReviewState, Image, np.ndarray]:
+        # Back to an image whose save is still queued: read it once that save is in, not the
+        # mask from before the clinician's edit.
+        saved.result()
         state = load_review(self.ws, image_id, self.resolver)
         image, shown = self._display(image_id)
         return state, image, shown

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from PySide6.QtCore import Qt
 
+from medviewer.qt import review as review_module
 from tests.qt.conftest import drag
 
 
@@ -39,6 +42,28 @@ def test_edit_is_saved_on_navigation_and_back(window, qtbot) -> None:
     final = window.ws.revisions.confirmed(first).revision
     assert final is not None and final.author == "dr.test"
     assert np.array_equal(window.ws.revisions.read_mask(final), painted)
+
+
+def test_back_to_an_image_whose_save_is_slow_shows_the_edit(window, qtbot, monkeypatch) -> None:
+    """A slow disk or server: the save of the image left is still running when the clinician
+    comes back; the image is read after it, so the edit is on screen, not the mask before."""
+    real = review_module.save_mask_edit
+
+    def slow(*args, **kwargs):
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(review_module, "save_mask_edit", slow)
+    first = window.review.state.image.id
+    drag(window, [(10, 40), (50, 40)])
+    painted = _mask(window).copy()
+    before = window.review.session
+    qtbot.keyClick(window, Qt.Key.Key_N)
+    qtbot.keyClick(window, Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier)  # at once, back
+    qtbot.waitUntil(lambda: window.review.session is not before, timeout=10_000)  # read again
+    assert window.review.state.image.id == first
+    assert np.array_equal(_mask(window), painted)
+    window.review.flush()
 
 
 def test_autosave_after_a_pause(window, qtbot) -> None:
