@@ -118,10 +118,20 @@ class ReviewController(QObject):
 
     def _proposal_ready(self, image_id: int) -> None:
         self.sig_row_changed.emit(image_id)
-        if self.state is None or self.state.image.id != image_id:
+        if self.workers.closed or self.state is None or self.state.image.id != image_id:
             return
-        fresh = load_review(self.ws, image_id, self.resolver)
+        # Read on the loader thread (a team's server is a round trip away), applied when in.
+        self.workers.load(load_review, self.ws, image_id, self.resolver, then=self._proposal_read)
+
+    def _proposal_read(self, future: Future) -> None:
+        try:
+            fresh = future.result()
+        except Exception as e:  # noqa: BLE001 - shown to the user; the app keeps working
+            self.sig_error.emit(str(e))
+            return
         state = self.state
+        if state is None or state.image.id != fresh.image.id:
+            return  # the clinician moved on meanwhile
         state.proposal, state.proposal_revision = fresh.proposal, fresh.proposal_revision
         state.ai_labels, state.palette = fresh.ai_labels, fresh.palette
         if self.session is not None and not self.session.dirty and not state.edited_by_human:

@@ -44,6 +44,7 @@ class Workers:
         self.bridge = FutureBridge()
         self.loader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="load")
         self.saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="save")
+        self.closed = False  # after shutdown: late callbacks (a model's answer) submit nothing
 
     def load(self, fn: Callable[..., Any], *args: Any, then: Callable[[Future], Any]) -> Future:
         return self.bridge.watch(self.loader.submit(fn, *args), then)
@@ -52,5 +53,6 @@ class Workers:
         return self.bridge.watch(self.saver.submit(fn, *args), then)
 
     def shutdown(self) -> None:
+        self.closed = True
         self.loader.shutdown(wait=False, cancel_futures=True)
         self.saver.shutdown(wait=True)  # pending saves finish: nothing is dropped on close

@@ -145,3 +145,18 @@ def test_the_label_names_of_an_image_without_ai_results_come_without_a_query(
         names = window._label_names(state)
     assert calls == []
     assert names == ["finding"]
+
+
+def test_a_proposal_for_the_image_on_screen_is_read_off_the_gui_thread(
+    request, qtbot, gui_queries
+) -> None:
+    """The runner's answer for the image shown: the review reads it (the proposal, the AI
+    labels, the mask to edit) on its loader thread and shows it when read."""
+    window = request.getfixturevalue("with_model")
+    image = window.review.state.image.id
+    qtbot.waitUntil(lambda: window.review.state.proposal is not None, timeout=60_000)
+    window.review.state.proposal = None  # as before the answer was read
+    with gui_queries() as calls:
+        window.review._proposal_ready(image)
+        qtbot.waitUntil(lambda: window.review.state.proposal is not None, timeout=10_000)
+    assert calls == []
