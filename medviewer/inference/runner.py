@@ -308,10 +308,6 @@ class InferenceRunner:
         assert isinstance(target, FrameRef)
         return self.ws.image_id_of(target)
 
-    def applicable(self, image_id: int) -> list[str]:
-        """The loaded models that apply to this image (`why_not_applicable`)."""
-        return self.applicable_to(self.ws.frame_ref(image_id).instance)
-
     def applicable_to(self, inst: Instance) -> list[str]:
         """The loaded models that apply to an image's file record (no query: the app reads
         the record off its GUI thread and asks here)."""

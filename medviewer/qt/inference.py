@@ -146,9 +146,6 @@ class RunnerHost(QObject):
         """`models_known`, empty until known (the image on screen is known once loaded)."""
         return self.models_known(image_id) or []
 
-    def has_proposal(self, image_id: int, name: str) -> bool:
-        return self.ws.revisions.has_proposal(image_id, name, self.versions[name])
-
     def propose(self, image_id: int, on_screen: bool, then: Callable[[int], Any]) -> None:
         """Queue a proposal from each relevant model unless this version already made one
         (read on the host's database thread; queued when the answer lands)."""

@@ -111,7 +111,7 @@ def run_worker(
             except TimeoutError:
                 if not asked.is_set() and (why := context.abort_reason()):
                     asked.set()
-                    manager.cancel(job_id, STOPPED if why == AbortReason.SHUTDOWN else "cancelled")
+                    manager.cancel(job_id, _stop_message(why))
         if asked.is_set() and ended.state == "cancelled":
             raise JobAborted(f"job {job_id} cancelled")
         return ended.state
@@ -186,8 +186,7 @@ def _gather(
             for task_id in joins:
                 training_queue.cancel_task(ws, task_id, f"the join of job {job_id}")
             if why:
-                message = STOPPED if why == AbortReason.SHUTDOWN else "cancelled"
-                manager.end_queued(job_id, "cancelled", message)
+                manager.end_queued(job_id, "cancelled", _stop_message(why))
                 raise JobAborted(f"job {job_id} cancelled")
             message = NO_JOINER.format(timeout=timeout, nnodes=nnodes, others=nnodes - 1)
             manager.end_queued(job_id, "failed", message)
@@ -200,6 +199,11 @@ def _gather(
         return None
     # torchrun's own wait for the nodes bounded too: a joiner that never reaches the endpoint
     return Ranks(nproc, nnodes, 0, endpoint, join_timeout=max(1, round(timeout)))
+
+
+def _stop_message(why: AbortReason) -> str:
+    """A job's message when its task was aborted: the worker stopping, or a cancel."""
+    return STOPPED if why == AbortReason.SHUTDOWN else "cancelled"
 
 
 def _run_node(proc: subprocess.Popen, context: Any) -> int | None:
