@@ -19,6 +19,7 @@ from medviewer.training import queue as training_queue
 from medviewer.training.jobs import WORKER_DIED, JobError, JobManager
 from medviewer.training.protocol import Batch, Ended, Event
 from medviewer.workspace import Workspace, job_queue
+from medviewer.workspace.job_table import JobRecord
 from tests.training.queue_helpers import (
     make_team,
     quick_heartbeat,  # noqa: F401 (an autouse fixture)
@@ -77,9 +78,9 @@ def test_a_queued_job_runs_on_the_worker_and_reports_to_the_app(
         assert [e.kind for e in again.events(job.id)][-1] == "done"
 
 
-def test_the_app_cancels_a_job_running_on_the_worker(
-    team_ws: Path, worker: subprocess.Popen
-) -> None:
+def long_job_training(ws: Workspace) -> tuple[JobManager, JobRecord, list[Event]]:
+    """A 300-epoch job queued by the app and training on the worker (its first batch heard),
+    with the events the app hears."""
     first_batch = threading.Event()
     heard: list[Event] = []
 
@@ -88,11 +89,18 @@ def test_the_app_cancels_a_job_running_on_the_worker(
         if isinstance(event, Batch):
             first_batch.set()
 
+    jobs = JobManager(ws, on_event=listen)
+    job = jobs.start("lesion", **{**OPTIONS, "epochs": 300})
+    assert first_batch.wait(120), heard
+    return jobs, job, heard
+
+
+def test_the_app_cancels_a_job_running_on_the_worker(
+    team_ws: Path, worker: subprocess.Popen
+) -> None:
     with Workspace.open(team_ws) as ws:
         before = versions(ws)
-        jobs = JobManager(ws, on_event=listen)
-        job = jobs.start("lesion", **{**OPTIONS, "epochs": 300})
-        assert first_batch.wait(120), heard
+        jobs, job, heard = long_job_training(ws)
         jobs.cancel(job.id)
         ended = jobs.wait(job.id, timeout=60)
         assert ended.state == "cancelled", ended.message
@@ -102,18 +110,8 @@ def test_the_app_cancels_a_job_running_on_the_worker(
 
 
 def test_a_worker_that_dies_leaves_the_job_failed(team_ws: Path, worker: subprocess.Popen) -> None:
-    first_batch = threading.Event()
-    heard: list[Event] = []
-
-    def listen(_: int, event: Event) -> None:
-        heard.append(event)
-        if isinstance(event, Batch):
-            first_batch.set()
-
     with Workspace.open(team_ws) as ws:
-        jobs = JobManager(ws, on_event=listen)
-        job = jobs.start("lesion", **{**OPTIONS, "epochs": 300})
-        assert first_batch.wait(120), heard
+        jobs, job, heard = long_job_training(ws)
         trainer = ws.jobs.get(job.id).pid
         worker.kill()  # the GPU machine is lost: the worker and its training with it
         signal_tree(trainer, signal.SIGKILL)
