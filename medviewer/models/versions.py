@@ -12,7 +12,6 @@ into its own `models/NAME/VERSION/` when they are missing or differ (`_folder`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -33,6 +32,7 @@ from medviewer.models.errors import ModelError
 from medviewer.models.registry import MedModel, build_model
 from medviewer.models.spec import ModelSpec
 from medviewer.models.tensors import check_values
+from medviewer.workspace.blobs import file_digest
 
 if TYPE_CHECKING:
     from medviewer.workspace import Workspace
@@ -158,17 +158,6 @@ def _shared(ws: Workspace, folder: Path) -> dict[str, str]:
     }
 
 
-def _sha256(path: Path) -> str | None:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-    except OSError:
-        return None
-    return h.hexdigest()
-
-
 def _fetched(ws: Workspace, mv: ModelVersion) -> Path:
     """This machine's copy of a version kept in the blob store: each file checked against its
     SHA-256 and fetched again when missing or different (another machine registered it)."""
@@ -177,7 +166,7 @@ def _fetched(ws: Workspace, mv: ModelVersion) -> Path:
         path = folder / name
         if Path(name).name != name or name.startswith("."):
             raise ModelError(f"model {mv.name} {mv.version}: file name {name!r} is not usable")
-        if _sha256(path) == digest:
+        if file_digest(path) == digest:
             continue
         data = ws.blobs.get_bytes(digest)  # verified against the digest
         # Two processes may fetch at once: each its own temp file, the rename is atomic.

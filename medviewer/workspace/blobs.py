@@ -90,6 +90,16 @@ def bytes_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def file_digest(path: Path) -> str | None:
+    """SHA-256 of a file's bytes (`bytes_digest` of them, read in blocks); None when it cannot
+    be read."""
+    try:
+        with open(path, "rb") as fp:
+            return hashlib.file_digest(fp, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
 def _verified(data: bytes, digest: str, where: object) -> bytes:
     if bytes_digest(data) != digest:
         raise CorruptBlob(f"{where}: stored file is damaged (content does not match its hash)")

@@ -9,7 +9,6 @@ same SQL runs on PostgreSQL through `postgres.PgConnection`: there is one code p
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import sqlite3
@@ -22,7 +21,7 @@ from typing import Any
 
 from medviewer.imaging import Catalog, FrameRef, Instance, scan
 from medviewer.imaging.records import FILE_KINDS
-from medviewer.workspace.blobs import Blobs, BlobStore, DatabaseBlobStore
+from medviewer.workspace.blobs import Blobs, BlobStore, DatabaseBlobStore, file_digest
 from medviewer.workspace.connection import cannot_write, connect, writable
 from medviewer.workspace.errors import (
     NotAWorkspace,
@@ -602,7 +601,7 @@ def _put_image(
     digest = None
     if inst.kind in FILE_KINDS and (found is None or found[1] is None):
         if inst.path not in hashes:
-            hashes[inst.path] = _file_hash(inst.path)
+            hashes[inst.path] = file_digest(inst.path)  # None: unreadable, only ever added
         digest = hashes[inst.path]
         if found is None:
             moved = _moved_file(db, ref, digest, importing, claimed)
@@ -623,15 +622,6 @@ def _put_image(
         (*values, ref.frame, inst.sop_instance_uid, inst.rows, inst.columns, digest),
     )
     return True
-
-
-def _file_hash(path: Path) -> str | None:
-    """SHA-256 of a file's bytes; None when it cannot be read (then it is only ever added)."""
-    try:
-        with open(path, "rb") as fp:
-            return hashlib.file_digest(fp, "sha256").hexdigest()
-    except OSError:
-        return None
 
 
 def _moved_file(
@@ -664,7 +654,7 @@ def _moved_file(
             continue
         if stored is None:
             # Imported before content was kept: only the old file, if still there, can tell.
-            stored = _file_hash(old_path)
+            stored = file_digest(old_path)
             if stored is None:
                 continue
             db.execute("UPDATE images SET content_hash = ? WHERE id = ?", (stored, image_id))
