@@ -78,11 +78,12 @@ def test_a_queued_job_runs_on_the_worker_and_reports_to_the_app(
         assert [e.kind for e in again.events(job.id)][-1] == "done"
 
 
-def long_job_training(ws: Workspace) -> tuple[JobManager, JobRecord, list[Event]]:
-    """A 300-epoch job queued by the app and training on the worker (its first batch heard),
-    with the events the app hears."""
+def long_job_training(
+    ws: Workspace, heard: list[Event], wait: float = 120
+) -> tuple[JobManager, JobRecord]:
+    """A 300-epoch job queued by the app and training on the worker (its first batch heard
+    within `wait` seconds); the events the app hears go to `heard`."""
     first_batch = threading.Event()
-    heard: list[Event] = []
 
     def listen(_: int, event: Event) -> None:
         heard.append(event)
@@ -91,16 +92,17 @@ def long_job_training(ws: Workspace) -> tuple[JobManager, JobRecord, list[Event]
 
     jobs = JobManager(ws, on_event=listen)
     job = jobs.start("lesion", **{**OPTIONS, "epochs": 300})
-    assert first_batch.wait(120), heard
-    return jobs, job, heard
+    assert first_batch.wait(wait), heard
+    return jobs, job
 
 
 def test_the_app_cancels_a_job_running_on_the_worker(
     team_ws: Path, worker: subprocess.Popen
 ) -> None:
+    heard: list[Event] = []
     with Workspace.open(team_ws) as ws:
         before = versions(ws)
-        jobs, job, heard = long_job_training(ws)
+        jobs, job = long_job_training(ws, heard)
         jobs.cancel(job.id)
         ended = jobs.wait(job.id, timeout=60)
         assert ended.state == "cancelled", ended.message
@@ -110,8 +112,9 @@ def test_the_app_cancels_a_job_running_on_the_worker(
 
 
 def test_a_worker_that_dies_leaves_the_job_failed(team_ws: Path, worker: subprocess.Popen) -> None:
+    heard: list[Event] = []
     with Workspace.open(team_ws) as ws:
-        jobs, job, heard = long_job_training(ws)
+        jobs, job = long_job_training(ws, heard)
         trainer = ws.jobs.get(job.id).pid
         worker.kill()  # the GPU machine is lost: the worker and its training with it
         signal_tree(trainer, signal.SIGKILL)

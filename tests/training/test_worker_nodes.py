@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,11 +17,11 @@ import pytest
 
 from medviewer.processes import Ranks, group_alive, launch_module, tethered
 from medviewer.training.jobs import WORKER_DIED, JobManager
-from medviewer.training.protocol import Batch, Ended, Event
+from medviewer.training.protocol import Ended, Event
 from medviewer.training.worker import STOPPED
 from medviewer.workspace import Workspace, job_queue
 from tests.training.queue_helpers import quick_heartbeat, start_worker, stop_workers
-from tests.training.test_queue import OPTIONS, team_ws, versions
+from tests.training.test_queue import OPTIONS, long_job_training, team_ws, versions
 
 __all__ = ["quick_heartbeat", "team_ws"]  # the fixtures, shared with test_queue
 
@@ -131,16 +130,7 @@ def test_a_job_whose_second_node_never_comes_fails_with_the_reason(
 
 def running_job(ws: Workspace, heard: list[Event]) -> tuple[JobManager, int, Path]:
     """A long job (2 ranks) on the worker, once its first batch is heard."""
-    first_batch = threading.Event()
-
-    def listen(_: int, event: Event) -> None:
-        heard.append(event)
-        if isinstance(event, Batch):
-            first_batch.set()
-
-    jobs = JobManager(ws, on_event=listen)
-    job = jobs.start("lesion", **{**OPTIONS, "epochs": 300})
-    assert first_batch.wait(180), heard
+    jobs, job = long_job_training(ws, heard, wait=180)
     return jobs, job.id, jobs.folder(job.id)
 
 
